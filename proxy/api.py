@@ -1,0 +1,128 @@
+"""The HTTP API on ``--dapr-http-port``: token check, health, metadata,
+shutdown, and service invocation. Errors become Dapr's JSON here."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+from proxy import dapr_errors
+from proxy.body import Body
+from proxy.errors import InvalidMethod
+from proxy.http_server import HttpRequest, HttpResponse
+from proxy.invocation import Invoker
+from proxy.routing import Api, route_request
+
+RUNTIME_VERSION = "tether-0.1.0"
+_JSON = [(b"content-type", b"application/json")]
+
+
+@dataclass(frozen=True, slots=True)
+class AppConnection:
+    port: int | None
+    protocol: str
+    channel_address: str
+    max_concurrency: int
+
+
+class ApiHandler:
+    def __init__(
+        self,
+        app_id: str,
+        invoker: Invoker,
+        app_connection: AppConnection,
+        api_token: str | None,
+        is_ready: Callable[[], bool],
+        request_shutdown: Callable[[], None],
+    ) -> None:
+        self._app_id = app_id
+        self._invoker = invoker
+        self._app_connection = app_connection
+        self._api_token = api_token.encode("latin-1") if api_token else None
+        self._is_ready = is_ready
+        self._request_shutdown = request_shutdown
+
+    async def __call__(self, request: HttpRequest) -> HttpResponse:
+        app_id_header = authorization = token = None
+        for name, value in request.headers:
+            if name == b"dapr-app-id":
+                app_id_header = value.decode("latin-1")
+            elif name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"dapr-api-token":
+                token = value
+        try:
+            route = route_request(request.verb, request.target, app_id_header, authorization)
+        except InvalidMethod as exc:
+            return HttpResponse.of(dapr_errors.direct_invoke_failed("", str(exc), 400))
+        api = route.api
+        if api is Api.HEALTHZ:
+            return self._healthz(request.target)
+        if api is Api.HEALTHZ_OUTBOUND:
+            return self._healthz_outbound()
+        if self._api_token is not None and (
+            token is None or not hmac.compare_digest(token, self._api_token)
+        ):
+            return HttpResponse.of(dapr_errors.invalid_api_token())
+        if api is Api.INVOKE:
+            return await self._invoker.invoke(route, request)
+        if api is Api.METADATA:
+            return self._metadata()
+        if api is Api.SHUTDOWN:
+            self._request_shutdown()
+            return HttpResponse(204, [])
+        return HttpResponse.of(dapr_errors.no_app_id())
+
+    def _healthz(self, target: str) -> HttpResponse:
+        query = parse_qs(target.partition("?")[2])
+        wanted = query.get("appid")
+        if wanted and wanted[0] != self._app_id:
+            return HttpResponse.of(
+                dapr_errors.error_json(
+                    500,
+                    dapr_errors.ERR_HEALTH_APPID_NOT_MATCH,
+                    "dapr app-id does not match",
+                )
+            )
+        if not self._is_ready():
+            return HttpResponse.of(
+                dapr_errors.error_json(
+                    500, dapr_errors.ERR_HEALTH_NOT_READY, "dapr is not ready: [servers]"
+                )
+            )
+        return HttpResponse(204, [])
+
+    def _healthz_outbound(self) -> HttpResponse:
+        if not self._is_ready():
+            return HttpResponse.of(
+                dapr_errors.error_json(
+                    500, dapr_errors.ERR_OUTBOUND_HEALTH_NOT_READY, "dapr outbound is not ready"
+                )
+            )
+        return HttpResponse(204, [])
+
+    def _metadata(self) -> HttpResponse:
+        conn = self._app_connection
+        properties: dict[str, object] = {
+            "protocol": conn.protocol,
+            "channelAddress": conn.channel_address,
+        }
+        if conn.port is not None:
+            properties["port"] = conn.port
+        if conn.max_concurrency > 0:
+            properties["maxConcurrency"] = conn.max_concurrency
+        document = {
+            "id": self._app_id,
+            "runtimeVersion": RUNTIME_VERSION,
+            "enabledFeatures": [],
+            "actors": [],
+            "components": [],
+            "extended": {},
+            "subscriptions": [],
+            "httpEndpoints": [],
+            "appConnectionProperties": properties,
+        }
+        return HttpResponse(200, list(_JSON), Body(json.dumps(document).encode()))

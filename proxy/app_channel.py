@@ -1,0 +1,182 @@
+"""The HTTP/1.1 channel from the callee sidecar to its local app: a small pool
+of keep-alive connections driven by h11, with bodies streamed both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import h11
+
+from proxy.body import CHUNK_SIZE, Body
+from proxy.errors import AppChannelError
+
+Headers = list[tuple[bytes, bytes]]
+
+# Methods whose requests normally carry a body; others get no Content-Length: 0.
+_BODY_VERBS = frozenset({"POST", "PUT", "PATCH"})
+_MAX_RESPONSE_HEADER_BYTES = 64 * 1024
+
+
+@dataclass(slots=True)
+class AppResponse:
+    status: int
+    headers: Headers
+    body: Body
+
+
+class _Connection:
+    __slots__ = ("conn", "reader", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_RESPONSE_HEADER_BYTES)
+
+    async def send(self, event: h11.Event) -> None:
+        data = self.conn.send(event)
+        if data:
+            self.writer.write(data)
+            await self.writer.drain()
+
+    async def next_event(self) -> h11.Event | type[h11.PAUSED] | type[h11.NEED_DATA]:
+        while True:
+            event = self.conn.next_event()
+            if event is h11.NEED_DATA:
+                self.conn.receive_data(await self.reader.read(CHUNK_SIZE))
+                continue
+            return event
+
+    def reusable(self) -> bool:
+        return self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class HttpAppChannel:
+    """Calls the app at ``host:port``. ``max_concurrency`` < 1 means unlimited
+    (``--app-max-concurrency``); a slot is held until the response body is read."""
+
+    def __init__(self, host: str, port: int, max_concurrency: int = -1, max_idle: int = 64) -> None:
+        self.host = host
+        self.port = port
+        self._host_header = f"{host}:{port}".encode()
+        self._idle: list[_Connection] = []
+        self._max_idle = max_idle
+        self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency > 0 else None
+
+    async def call(self, verb: str, target: str, headers: Headers, body: Body) -> AppResponse:
+        if self._slots is not None:
+            await self._slots.acquire()
+        try:
+            return await self._call(verb, target, headers, body)
+        except BaseException:
+            self._release_slot()
+            raise
+
+    def _release_slot(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
+
+    async def _call(self, verb: str, target: str, headers: Headers, body: Body) -> AppResponse:
+        request_headers = [(b"host", self._host_header), *headers]
+        if body.complete:
+            if body.head or verb in _BODY_VERBS:
+                request_headers.append((b"content-length", str(len(body.head)).encode()))
+        elif body.length is not None:
+            request_headers.append((b"content-length", str(body.length).encode()))
+        else:
+            request_headers.append((b"transfer-encoding", b"chunked"))
+        request = h11.Request(method=verb, target=target.encode("latin-1"), headers=request_headers)
+        # A pooled connection may have been closed by the app while idle; a
+        # request whose body is in hand is retried once on a fresh connection.
+        while self._idle:
+            connection = self._idle.pop()
+            try:
+                return await self._exchange(connection, request, body)
+            except (OSError, h11.ProtocolError, _EmptyResponse):
+                connection.close()
+                if not body.complete:
+                    raise AppChannelError("connection to the app was lost") from None
+        try:
+            connection = await self._open()
+            return await self._exchange(connection, request, body)
+        except (OSError, h11.ProtocolError, _EmptyResponse) as exc:
+            raise AppChannelError(f"error calling the app at {self.host}:{self.port}: {exc}") from exc
+
+    async def _open(self) -> _Connection:
+        try:
+            reader, writer = await asyncio.open_connection(self.host, self.port, limit=CHUNK_SIZE)
+        except OSError as exc:
+            raise AppChannelError(
+                f"cannot connect to the app at {self.host}:{self.port}: {exc.strerror or exc}"
+            ) from exc
+        return _Connection(reader, writer)
+
+    async def _exchange(self, connection: _Connection, request: h11.Request, body: Body) -> AppResponse:
+        try:
+            return await self._send_and_read_head(connection, request, body)
+        except BaseException:
+            connection.close()
+            raise
+
+    async def _send_and_read_head(
+        self, connection: _Connection, request: h11.Request, body: Body
+    ) -> AppResponse:
+        await connection.send(request)
+        async for chunk in body.chunks():
+            await connection.send(h11.Data(data=chunk))
+        await connection.send(h11.EndOfMessage())
+        while True:
+            event = await connection.next_event()
+            if isinstance(event, h11.Response):
+                break
+            if isinstance(event, h11.ConnectionClosed):
+                raise _EmptyResponse("the app closed the connection without answering")
+            if not isinstance(event, h11.InformationalResponse):
+                raise h11.RemoteProtocolError(f"unexpected {type(event).__name__} from the app")
+        length = _content_length(event.headers)
+        return AppResponse(event.status_code, list(event.headers), Body(b"", self._read_body(connection), length))
+
+    async def _read_body(self, connection: _Connection) -> AsyncIterator[bytes]:
+        finished = False
+        try:
+            while True:
+                event = await connection.next_event()
+                if isinstance(event, h11.Data):
+                    yield bytes(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    finished = True
+                    return
+                else:
+                    raise AppChannelError("the app closed the connection mid-response")
+        except (OSError, h11.ProtocolError) as exc:
+            raise AppChannelError(f"error reading the app's response: {exc}") from exc
+        finally:
+            self._release_slot()
+            if finished and connection.reusable() and len(self._idle) < self._max_idle:
+                connection.conn.start_next_cycle()
+                self._idle.append(connection)
+            else:
+                connection.close()
+
+    async def close(self) -> None:
+        while self._idle:
+            connection = self._idle.pop()
+            connection.close()
+            with contextlib.suppress(OSError):
+                await connection.writer.wait_closed()
+
+
+class _EmptyResponse(Exception):
+    """The app closed a connection before sending a response."""
+
+
+def _content_length(headers: Headers | list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value)
+    return None

@@ -1,0 +1,74 @@
+"""The callee half of an invocation: turn an ``InternalInvokeRequest`` (from a
+remote sidecar, or built locally for a call to our own app) into a call on the
+app channel. Shared by the internal gRPC server and the local shortcut."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from proxy.app_channel import AppResponse, HttpAppChannel
+from proxy.body import Body
+from proxy.errors import InvalidMethod
+from proxy.header_rules import CallerIdentity, app_request_headers
+from proxy.method_path import normalize_method
+from proxy.protos import common_pb2, internals_pb2
+
+_VERB_NAMES = {
+    value.number: value.name for value in common_pb2.HTTPExtension.Verb.DESCRIPTOR.values
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AppCall:
+    verb: str
+    target: str
+    headers: list[tuple[bytes, bytes]]
+
+
+def prepare_app_call(
+    request: internals_pb2.InternalInvokeRequest,
+    *,
+    verified_caller: CallerIdentity | None,
+    app_api_token: str | None,
+) -> AppCall:
+    """Validate and translate the request. Raises InvalidMethod (gRPC InvalidArgument)."""
+    message = request.message
+    method = normalize_method(message.method)
+    if message.HasField("http_extension"):
+        verb = _VERB_NAMES.get(message.http_extension.verb, "POST")
+        query = message.http_extension.querystring
+    else:
+        # Callers that invoke without an HTTP extension (gRPC InvokeService) mean POST.
+        verb, query = "POST", ""
+    if verb in ("NONE", "CONNECT"):
+        raise InvalidMethod(f"verb {verb} is not allowed towards the app")
+    metadata = {key: list(value.values) for key, value in request.metadata.items()}
+    headers = app_request_headers(
+        metadata, verified_caller=verified_caller, app_api_token=app_api_token
+    )
+    if message.content_type:
+        headers.append((b"content-type", message.content_type.encode("latin-1")))
+    target = "/" + method + ("?" + query if query else "")
+    return AppCall(verb, target, headers)
+
+
+def declared_length(request: internals_pb2.InternalInvokeRequest) -> int | None:
+    """The caller's Content-Length, carried in metadata, so the app sees the same framing."""
+    for key, value in request.metadata.items():
+        if key.lower() == "content-length" and value.values:
+            text = value.values[0]
+            if text.isdigit():
+                return int(text)
+    return None
+
+
+async def call_app(
+    channel: HttpAppChannel,
+    request: internals_pb2.InternalInvokeRequest,
+    body: Body,
+    *,
+    verified_caller: CallerIdentity | None,
+    app_api_token: str | None,
+) -> AppResponse:
+    call = prepare_app_call(request, verified_caller=verified_caller, app_api_token=app_api_token)
+    return await channel.call(call.verb, call.target, call.headers, body)

@@ -1,0 +1,237 @@
+"""The ``tether`` command: ``sidecar``, ``run`` and ``certs init``.
+
+Every error is one clear line (or one line per problem) on stderr and a
+non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NoReturn
+
+from certs.authority import create_authority, write_authority
+from certs.errors import CertError
+from proxy.configuration import ConfigError, load_configuration
+from proxy.errors import TetherError, UsageError
+from proxy.resources import check_resources
+from proxy.settings import (
+    DEFAULT_TRUST_DOMAIN,
+    SidecarSettings,
+    host_identity,
+    identity_from_env,
+    parse_bool,
+    parse_port,
+    parse_size,
+)
+
+DEFAULT_CERTS_DIR = "~/.tether/certs"
+
+# daprd flags that later work builds; refused until they do what they say.
+_NOT_YET = {
+    "--dapr-grpc-port": "the Dapr gRPC API",
+    "--metrics-port": "metrics",
+    "--enable-metrics": "metrics",
+    "--metrics-listen-address": "metrics",
+    "--dapr-public-port": "the public health port",
+    "--dapr-public-listen-address": "the public health port",
+    "--profile-port": "profiling",
+    "--enable-profiling": "profiling",
+    "--unix-domain-socket": "Unix domain sockets",
+    "--sentry-address": "Sentry (tether uses its own local CA: tether certs init)",
+    "--control-plane-address": "a control plane",
+    "--placement-host-address": "actors",
+    "--scheduler-host-address": "the scheduler",
+    "--enable-app-health-check": "app health checks",
+    "--app-health-check-path": "app health checks",
+    "--app-health-probe-interval": "app health checks",
+    "--app-health-probe-timeout": "app health checks",
+    "--app-health-threshold": "app health checks",
+    "--log-as-json": "JSON logs",
+    "--enable-api-logging": "API logging",
+    "--dapr-block-shutdown-duration": "blocked shutdown",
+    "--allowed-origins": "CORS",
+}
+_LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+               "error": logging.ERROR, "fatal": logging.CRITICAL}  # fmt: skip
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _add_sidecar_flags(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--app-id", required=True, help="this app's ID")
+    add("--app-port", default="", help="port the app listens on (empty: no app channel)")
+    add("--app-protocol", default="http", help="protocol of the app channel (http)")
+    add("--app-channel-address", default="127.0.0.1", help="address the app listens on")
+    add("--app-max-concurrency", default="-1", help="max concurrent calls to the app (-1: no limit)")
+    add("--dapr-http-port", default="3500", help="HTTP API port")
+    add("--dapr-listen-addresses", default="127.0.0.1", help="comma-separated API bind addresses")
+    add("--dapr-internal-grpc-port", default="", help="sidecar-to-sidecar port (default: free)")
+    add("--dapr-internal-grpc-listen-address", default="", help="internal bind address")
+    add("--resources-path", "--components-path", action="append", default=[],
+        help="folder of resource YAML files (repeatable)")  # fmt: skip
+    add("--config", default="", help="a Dapr Configuration YAML file")
+    add("--enable-mtls", nargs="?", const="true", default=None,
+        help="mTLS between sidecars (default: off for sidecar, on for run)")  # fmt: skip
+    add("--certs-dir", default=DEFAULT_CERTS_DIR, help="local CA folder (tether certs init)")
+    add("--log-level", default="info", choices=sorted(_LOG_LEVELS), help="log verbosity")
+    add("--max-body-size", default="4Mi", help="largest request body accepted")
+    add("--read-buffer-size", default="4Ki", help="largest request head (line + headers)")
+    add("--dapr-graceful-shutdown-seconds", default="5", help="drain time on shutdown")
+    add("--mode", default="standalone", help="standalone (kubernetes is not supported yet)")
+    for flag in _NOT_YET:
+        add(flag, nargs="?", const="", default=None, help=argparse.SUPPRESS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tether", description="A Dapr-compatible service invocation sidecar.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sidecar = commands.add_parser("sidecar", help="run one sidecar")
+    _add_sidecar_flags(sidecar)
+    run = commands.add_parser("run", help="run a sidecar and an app beside it: run [flags] -- CMD")
+    _add_sidecar_flags(run)
+    certs = commands.add_parser("certs", help="local certificate authority")
+    certs_commands = certs.add_subparsers(dest="certs_command", required=True, parser_class=_Parser)
+    init = certs_commands.add_parser("init", help="create a root CA and an issuer")
+    init.add_argument("--dir", default=DEFAULT_CERTS_DIR, help="where to write the files")
+    init.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN, help="SPIFFE trust domain")
+    init.add_argument("--force", action="store_true", help="overwrite existing files")
+    return parser
+
+
+def settings_from_args(
+    args: argparse.Namespace, env: Mapping[str, str], *, mtls_default: bool
+) -> SidecarSettings:
+    """Flags > environment > Configuration YAML > defaults, decided here only."""
+    refused = [flag for flag in _NOT_YET if getattr(args, _dest(flag)) is not None]
+    if refused:
+        flag = refused[0]
+        raise UsageError(f"{flag}: {_NOT_YET[flag]} is not supported by tether yet")
+    if args.mode != "standalone":
+        raise UsageError(f"--mode: {args.mode!r} is not supported yet (supported: standalone)")
+    if args.app_protocol != "http":
+        raise UsageError(f"--app-protocol: {args.app_protocol!r} is not supported yet (supported: http)")
+    app_id, namespace = identity_from_env(args.app_id, env)
+    host_ip, hostname = host_identity(env)
+    resources = tuple(Path(p).expanduser() for p in args.resources_path)
+    check_resources(resources)
+    settings = SidecarSettings(
+        app_id=app_id,
+        app_port=parse_port(args.app_port, "--app-port") if args.app_port else None,
+        app_channel_address=args.app_channel_address,
+        app_max_concurrency=_int(args.app_max_concurrency, "--app-max-concurrency"),
+        http_port=parse_port(args.dapr_http_port, "--dapr-http-port"),
+        listen_addresses=tuple(a.strip().strip("[]") for a in args.dapr_listen_addresses.split(",") if a.strip()),
+        internal_grpc_port=(
+            parse_port(args.dapr_internal_grpc_port, "--dapr-internal-grpc-port")
+            if args.dapr_internal_grpc_port
+            else 0
+        ),
+        internal_listen_address=args.dapr_internal_grpc_listen_address or host_ip,
+        host_ip=host_ip,
+        hostname=hostname,
+        namespace=namespace,
+        resources_paths=resources,
+        config_path=Path(args.config).expanduser() if args.config else None,
+        enable_mtls=(
+            mtls_default
+            if args.enable_mtls is None
+            else parse_bool(args.enable_mtls, "--enable-mtls")
+        ),
+        certs_dir=Path(args.certs_dir).expanduser(),
+        log_level=args.log_level,
+        max_body_size=parse_size(args.max_body_size, "--max-body-size"),
+        read_buffer_size=parse_size(args.read_buffer_size, "--read-buffer-size"),
+        graceful_shutdown_seconds=float(_int(args.dapr_graceful_shutdown_seconds, "--dapr-graceful-shutdown-seconds")),
+        api_token=env.get("DAPR_API_TOKEN") or None,
+        app_api_token=env.get("APP_API_TOKEN") or None,
+    )
+    if settings.config_path is not None:
+        try:
+            configuration = load_configuration(settings.config_path)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from exc
+        resolution = configuration.name_resolution
+        if resolution.registry_path is not None:
+            settings = replace(settings, registry_path=resolution.registry_path)
+        settings = replace(settings, registry_update_interval=resolution.update_interval)
+    return settings
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def _int(text: str, flag: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"{flag}: {text!r} is not a whole number") from None
+
+
+def configure_logging(level: str, app_id: str) -> None:
+    logging.basicConfig(
+        level=_LOG_LEVELS[level],
+        format=f'time="%(asctime)s" level=%(levelname)s msg="%(message)s" app_id={app_id} scope=%(name)s',
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+        stream=sys.stderr,
+    )
+
+
+def _certs_init(args: argparse.Namespace) -> int:
+    directory = Path(args.dir).expanduser()
+    files = create_authority(args.trust_domain, datetime.now(UTC))
+    write_authority(directory, files, overwrite=args.force)
+    print(f"wrote ca.crt, issuer.crt and issuer.key to {directory}")
+    return 0
+
+
+def _run_event_loop(coroutine: object) -> None:
+    import uvloop
+
+    uvloop.run(coroutine)  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command_line: list[str] = []
+    if "--" in argv:
+        split = argv.index("--")
+        argv, command_line = argv[:split], argv[split + 1 :]
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "certs":
+            return _certs_init(args)
+        settings = settings_from_args(args, os.environ, mtls_default=args.command == "run")
+        configure_logging(settings.log_level, settings.app_id)
+        if args.command == "sidecar":
+            if command_line:
+                raise UsageError("'tether sidecar' takes no command; use 'tether run ... -- CMD'")
+            from proxy.sidecar import run_sidecar
+
+            _run_event_loop(run_sidecar(settings))
+            return 0
+        from proxy.runner import run_with_app
+
+        return run_with_app(argv[1:], command_line, settings)
+    except (TetherError, CertError) as exc:
+        for line in str(exc).splitlines() or ["error"]:
+            print(f"tether: error: {line}", file=sys.stderr)
+        return 2 if isinstance(exc, UsageError) else 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Exceptions of the proxy package. Each one is translated into a response or a
+CLI message in exactly one place: the HTTP edge, the internal server, or the CLI."""
+
+from __future__ import annotations
+
+
+class TetherError(Exception):
+    """Base class for every error the sidecar raises on purpose."""
+
+
+class UsageError(TetherError):
+    """A CLI flag or environment value is invalid or not supported yet."""
+
+
+class InvalidMethod(TetherError):
+    """The method path of an invocation contains a forbidden byte."""
+
+
+class InvalidAppId(TetherError):
+    """The target app ID is malformed (e.g. more than one dot)."""
+
+
+class InvocationFailed(TetherError):
+    """Forwarding a call failed before the target app answered.
+
+    ``grpc_code`` is the gRPC status name the failure maps to (Dapr's mapping
+    decides the HTTP status at the edge)."""
+
+    def __init__(self, message: str, grpc_code: str = "INTERNAL") -> None:
+        super().__init__(message)
+        self.grpc_code = grpc_code
+
+
+class AppChannelError(TetherError):
+    """The local app could not be reached or answered with broken HTTP."""

@@ -1,0 +1,178 @@
+"""Header rules at both ends of the sidecar hop. Pure functions over h11-style
+header lists (lower-case ``bytes`` names) and the string multimap carried in
+``InternalInvokeRequest.metadata``.
+
+Order matters: hop-by-hop headers (including every name listed in
+``Connection``) are stripped first and our own headers are added last, so a
+client can neither smuggle a trusted header in nor make us delete one
+(``Connection: dapr-caller-app-id``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+Headers = list[tuple[bytes, bytes]]
+Metadata = dict[str, list[str]]
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"upgrade",
+        b"http2-settings",
+        b"te",
+        b"trailer",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+    }
+)
+
+CALLER_APP_ID = "dapr-caller-app-id"
+CALLER_NAMESPACE = "dapr-caller-namespace"
+CALLEE_APP_ID = "dapr-callee-app-id"
+API_TOKEN = b"dapr-api-token"
+
+# Headers that only the sidecars may set; inbound copies are spoofing attempts.
+_TRUSTED = frozenset(
+    {b"dapr-caller-app-id", b"dapr-caller-namespace", b"dapr-callee-app-id", b"destination-app-id"}
+)
+# Never sent on from the caller's request: routing and auth for this sidecar only,
+# and Host (the callee sets the app's own).
+_CALLER_ONLY = frozenset({b"dapr-api-token", b"dapr-app-id", b"host"})
+# Set explicitly by the callee from the request itself, never copied from metadata.
+_CALLEE_SETS = frozenset(
+    {"content-type", "content-length", "host", "dapr-api-token", "dapr-app-id", "destination-app-id"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CallerIdentity:
+    app_id: str
+    namespace: str
+
+
+def _connection_listed(headers: Sequence[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    listed: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            listed.update(token.strip().lower() for token in value.split(b","))
+    return frozenset(listed)
+
+
+def strip_hop_by_hop(headers: Sequence[tuple[bytes, bytes]]) -> Headers:
+    """Drop hop-by-hop headers and every header named in ``Connection``."""
+    listed = _connection_listed(headers)
+    return [(n, v) for n, v in headers if n not in HOP_BY_HOP and n not in listed]
+
+
+def canonical_name(name: str) -> str:
+    """Go's canonical MIME header form (``x-foo-bar`` -> ``X-Foo-Bar``), as Dapr sends it."""
+    return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+
+
+def outbound_metadata(
+    headers: Sequence[tuple[bytes, bytes]],
+    *,
+    caller: CallerIdentity,
+    callee_app_id: str,
+    host_ip: str,
+    hostname: str,
+    drop: bytes = b"",
+) -> Metadata:
+    """Caller side: the client's request headers -> metadata for the callee sidecar.
+
+    ``drop`` names one more header to remove (the one that carried the target id).
+    """
+    metadata: Metadata = {}
+    for name, value in strip_hop_by_hop(headers):
+        if name in _TRUSTED or name in _CALLER_ONLY or name == drop:
+            continue
+        key = canonical_name(name.decode("latin-1"))
+        metadata.setdefault(key, []).append(value.decode("latin-1"))
+    _append_forwarded(metadata, host_ip, hostname)
+    metadata[CALLER_APP_ID] = [caller.app_id]
+    metadata[CALLER_NAMESPACE] = [caller.namespace]
+    metadata[CALLEE_APP_ID] = [callee_app_id]
+    return metadata
+
+
+def _append_forwarded(metadata: Metadata, host_ip: str, hostname: str) -> None:
+    # Appending keeps what earlier proxies recorded (Dapr overwrote it: dapr#2846).
+    xff = metadata.get("X-Forwarded-For")
+    metadata["X-Forwarded-For"] = [f"{xff[-1]}, {host_ip}" if xff else host_ip]
+    metadata.setdefault("X-Forwarded-Host", [hostname])
+    node = f'"[{host_ip}]"' if ":" in host_ip else host_ip
+    element = f"for={node};by={node};host={hostname}"
+    fwd = metadata.get("Forwarded")
+    metadata["Forwarded"] = [f"{fwd[-1]}, {element}" if fwd else element]
+
+
+def app_request_headers(
+    metadata: Mapping[str, Iterable[str]],
+    *,
+    verified_caller: CallerIdentity | None,
+    app_api_token: str | None,
+) -> Headers:
+    """Callee side: metadata from the caller sidecar -> headers for the local app.
+
+    Content-Type, Content-Length and Host are added by the caller of this
+    function, from the request itself. With mTLS the caller's identity comes
+    from its certificate and overrides whatever the metadata claims.
+    """
+    listed = {v.strip().lower() for vs in metadata.get("Connection", ()) for v in vs.split(",")}
+    out: Headers = []
+    for key, values in metadata.items():
+        lower = key.lower()
+        if (
+            lower in _CALLEE_SETS
+            or lower.endswith("-bin")
+            or lower in listed
+            or lower.encode("latin-1") in HOP_BY_HOP
+        ):
+            continue
+        if verified_caller is not None and lower in (CALLER_APP_ID, CALLER_NAMESPACE):
+            continue
+        name = lower.encode("latin-1")
+        out.extend((name, v.encode("latin-1")) for v in values if not has_forbidden_bytes(v))
+    if verified_caller is not None:
+        out.append((CALLER_APP_ID.encode(), verified_caller.app_id.encode()))
+        out.append((CALLER_NAMESPACE.encode(), verified_caller.namespace.encode()))
+    if app_api_token:
+        out.append((API_TOKEN, app_api_token.encode("latin-1")))
+    return out
+
+
+def response_metadata(headers: Sequence[tuple[bytes, bytes]]) -> Metadata:
+    """Callee side: the app's response headers -> response metadata (hop-by-hop removed)."""
+    metadata: Metadata = {}
+    for name, value in strip_hop_by_hop(headers):
+        key = canonical_name(name.decode("latin-1"))
+        metadata.setdefault(key, []).append(value.decode("latin-1"))
+    return metadata
+
+
+def client_response_headers(metadata: Mapping[str, Iterable[str]], content_type: str) -> Headers:
+    """Caller side: response metadata -> headers for the calling client."""
+    listed = {v.strip().lower() for vs in metadata.get("Connection", ()) for v in vs.split(",")}
+    out: Headers = []
+    has_type = False
+    for key, values in metadata.items():
+        lower = key.lower()
+        name = lower.encode("latin-1")
+        if name in HOP_BY_HOP or lower in listed or lower.endswith("-bin"):
+            continue
+        if lower == "content-type":
+            has_type = True
+        out.extend((name, v.encode("latin-1")) for v in values if not has_forbidden_bytes(v))
+    if content_type and not has_type:
+        out.append((b"content-type", content_type.encode("latin-1")))
+    return out
+
+
+def has_forbidden_bytes(value: str) -> bool:
+    """CR, LF or NUL in a value mapped into an HTTP/1 header would split it."""
+    return "\r" in value or "\n" in value or "\x00" in value

@@ -1,0 +1,298 @@
+"""The HTTP/1.1 API server: asyncio streams driving an ``h11.Connection``.
+
+Framing and limits are enforced here, before any handler runs, so a malformed
+or oversized request never reaches the pipeline (and so never the app):
+CL+TE together, TE on HTTP/1.0, duplicate Host, bad chunking -> 400 and close;
+an over-long request line -> 414; oversized headers -> 431; a body over the
+limit -> 413 and close; slow headers -> connection closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import h11
+
+from proxy.body import CHUNK_SIZE, EMPTY, Body, BodyTooLarge, close_body
+from proxy.dapr_errors import ERR_MALFORMED_REQUEST, ErrorResponse, error_json
+
+log = logging.getLogger("tether.http")
+
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    verb: str
+    target: str
+    headers: Headers
+    body: Body
+    # Set when reading a streamed body failed; the edge answers 413/400 for it.
+    body_error: Exception | None = None
+
+
+@dataclass(slots=True)
+class HttpResponse:
+    status: int
+    headers: Headers
+    body: Body = field(default_factory=Body)
+
+    @classmethod
+    def of(cls, error: ErrorResponse) -> HttpResponse:
+        return cls(error.status, [(b"content-type", error.content_type)], Body(error.body))
+
+
+Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    max_header_bytes: int = 4 * 1024
+    max_body_size: int = 4 * 1024 * 1024
+    # Go's http.Server with only ReadHeaderTimeout set (daprd) also uses it as
+    # the keep-alive idle timeout; we do the same.
+    header_timeout: float = 10.0
+    # Bodies up to this size are read whole before the handler runs.
+    buffer_threshold: int = 64 * 1024
+
+
+class _RequestBodyFailed(Exception):
+    """The client's streamed request body was malformed or too large."""
+
+
+class HttpServer:
+    def __init__(self, handler: Handler, limits: HttpLimits) -> None:
+        self._handler = handler
+        self._limits = limits
+        self._servers: list[asyncio.Server] = []
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._busy = 0
+        self._idle_event = asyncio.Event()
+        self._idle_event.set()
+
+    async def listen(self, hosts: list[str], port: int) -> None:
+        for host in hosts:
+            server = await asyncio.start_server(self._serve, host, port, limit=CHUNK_SIZE)
+            self._servers.append(server)
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting, let requests in flight finish (up to ``grace``), close the rest."""
+        for server in self._servers:
+            server.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle_event.wait(), grace)
+        for writer in list(self._writers):
+            writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._limits.max_header_bytes)
+        try:
+            while await self._serve_one(conn, reader, writer):
+                conn.start_next_cycle()
+        except (OSError, h11.ProtocolError, asyncio.IncompleteReadError):
+            pass  # the client went away or broke framing mid-response: just close
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _serve_one(
+        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        """Handle one request; True when the connection can carry another."""
+        seen = bytearray()
+        try:
+            async with asyncio.timeout(self._limits.header_timeout):
+                event = await _next_event(conn, reader, seen)
+        except TimeoutError:
+            return False
+        except h11.RemoteProtocolError as exc:
+            status = exc.error_status_hint
+            if status == 431 and b"\n" not in seen[: self._limits.max_header_bytes]:
+                status = 414  # the request line alone is over the limit
+            await self._reject(conn, writer, status, str(exc) or "malformed request")
+            return False
+        if not isinstance(event, h11.Request):
+            return False  # ConnectionClosed
+        problem = _framing_problem(event)
+        if problem:
+            await self._reject(conn, writer, 400, problem)
+            return False
+        request = HttpRequest(
+            event.method.decode("ascii"), event.target.decode("latin-1"), list(event.headers), EMPTY
+        )
+        self._busy += 1
+        self._idle_event.clear()
+        try:
+            early = await self._attach_body(conn, reader, writer, request)
+            if early is not None:
+                await self._reject(conn, writer, early[0], early[1])
+                return False
+            try:
+                response = await self._handler(request)
+            except Exception:
+                log.exception("unhandled error serving %s %s", request.verb, request.target)
+                response = HttpResponse.of(error_json(500, "ERR_INTERNAL", "internal error"))
+            if request.body_error is not None:
+                await close_body(response.body)
+                status = 413 if isinstance(request.body_error, BodyTooLarge) else 400
+                await self._reject(conn, writer, status, str(request.body_error))
+                return False
+            await self._respond(conn, writer, response)
+        finally:
+            self._busy -= 1
+            if self._busy == 0:
+                self._idle_event.set()
+        return conn.our_state is h11.DONE and conn.their_state is h11.DONE
+
+    async def _attach_body(
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        request: HttpRequest,
+    ) -> tuple[int, str] | None:
+        length: int | None = None
+        chunked = False
+        for name, value in request.headers:
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = True
+        if length is None and not chunked:
+            return None
+        limit = self._limits.max_body_size
+        if length is not None and length > limit:
+            return 413, f"request body of {length} bytes exceeds the limit of {limit} bytes"
+        if conn.they_are_waiting_for_100_continue:
+            await _write(writer, conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+        if length is not None and length <= self._limits.buffer_threshold:
+            parts = []
+            try:
+                async for chunk in _body_events(conn, reader, limit):
+                    parts.append(chunk)
+            except (h11.RemoteProtocolError, BodyTooLarge) as exc:
+                return 400, str(exc)
+            request.body = Body(b"".join(parts), None, length)
+            return None
+        request.body = Body(b"", _recording(request, _body_events(conn, reader, limit)), length)
+        return None
+
+    async def _respond(
+        self, conn: h11.Connection, writer: asyncio.StreamWriter, response: HttpResponse
+    ) -> None:
+        headers = response.headers
+        body = response.body
+        if body.complete and not any(name == b"content-length" for name, _ in headers):
+            headers = [*headers, (b"content-length", str(len(body.head)).encode())]
+        try:
+            head = conn.send(h11.Response(status_code=response.status, headers=headers))
+        except h11.LocalProtocolError as exc:
+            await close_body(body)
+            await self._reject(conn, writer, 502, f"invalid response from upstream: {exc}")
+            return
+        if body.complete:
+            parts = [head]
+            if body.head:
+                parts.append(conn.send(h11.Data(data=body.head)))
+            parts.append(conn.send(h11.EndOfMessage()))
+            await _write(writer, b"".join(p for p in parts if p))
+            return
+        await _write(writer, head)
+        try:
+            async for chunk in body.chunks():
+                await _write(writer, conn.send(h11.Data(data=chunk)))
+            await _write(writer, conn.send(h11.EndOfMessage()))
+        finally:
+            await close_body(body)
+
+    async def _reject(
+        self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int, message: str
+    ) -> None:
+        """Answer an error and mark the connection for closing."""
+        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        error = error_json(status, ERR_MALFORMED_REQUEST, message)
+        headers = [
+            (b"content-type", error.content_type),
+            (b"content-length", str(len(error.body)).encode()),
+            (b"connection", b"close"),
+        ]
+        with contextlib.suppress(h11.ProtocolError):
+            data = conn.send(h11.Response(status_code=status, headers=headers))
+            data += conn.send(h11.Data(data=error.body)) or b""
+            data += conn.send(h11.EndOfMessage()) or b""
+            await _write(writer, data)
+
+
+def _framing_problem(request: h11.Request) -> str:
+    """What h11 accepts but a proxy must refuse (peers-and-pitfalls D.1, D.3, D.5)."""
+    has_length = has_te = False
+    hosts = 0
+    for name, _ in request.headers:
+        if name == b"content-length":
+            has_length = True
+        elif name == b"transfer-encoding":
+            has_te = True
+        elif name == b"host":
+            hosts += 1
+    if has_length and has_te:
+        return "both Content-Length and Transfer-Encoding are present"
+    if has_te and request.http_version == b"1.0":
+        return "Transfer-Encoding is not allowed on HTTP/1.0"
+    if hosts > 1:
+        return "more than one Host header"
+    return ""
+
+
+async def _next_event(
+    conn: h11.Connection, reader: asyncio.StreamReader, seen: bytearray | None = None
+) -> h11.Event:
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            data = await reader.read(CHUNK_SIZE)
+            if seen is not None and len(seen) < CHUNK_SIZE:
+                seen += data
+            conn.receive_data(data)
+            continue
+        if event is h11.PAUSED:
+            raise h11.RemoteProtocolError("connection paused")
+        return event  # type: ignore[return-value]
+
+
+async def _body_events(
+    conn: h11.Connection, reader: asyncio.StreamReader, limit: int
+) -> AsyncIterator[bytes]:
+    size = 0
+    while True:
+        event = await _next_event(conn, reader)
+        if isinstance(event, h11.Data):
+            size += len(event.data)
+            if size > limit:
+                raise BodyTooLarge(limit)
+            yield bytes(event.data)
+        elif isinstance(event, h11.EndOfMessage):
+            return
+        else:
+            raise h11.RemoteProtocolError("connection closed in the middle of the request body")
+
+
+async def _recording(request: HttpRequest, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Pass chunks through; remember why the body broke so the edge can answer for it."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except (h11.RemoteProtocolError, BodyTooLarge, OSError) as exc:
+        request.body_error = exc
+        raise _RequestBodyFailed(str(exc)) from exc
+
+
+async def _write(writer: asyncio.StreamWriter, data: bytes | None) -> None:
+    if data:
+        writer.write(data)
+        await writer.drain()

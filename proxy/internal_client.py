@@ -1,0 +1,190 @@
+"""The caller half of the sidecar hop: pooled gRPC channels to other sidecars
+and ``CallLocalStream`` with bodies streamed in both directions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import grpc
+
+from certs.spiffe import SpiffeId
+from proxy.body import Body
+from proxy.errors import InvocationFailed
+from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc
+from proxy.registry import Endpoint
+
+# Builds (credentials, extra channel options) for a peer; None means plaintext.
+SecurityFactory = Callable[[SpiffeId], tuple[grpc.ChannelCredentials, list[tuple[str, str]]]]
+
+
+@dataclass(slots=True)
+class RemoteResponse:
+    status: int
+    headers: dict[str, list[str]]
+    content_type: str
+    body: Body
+
+
+class InternalClient:
+    def __init__(self, security: SecurityFactory | None, max_message_size: int) -> None:
+        self._security = security
+        self._options: list[tuple[str, int | str]] = [
+            ("grpc.max_send_message_length", max_message_size),
+            ("grpc.max_receive_message_length", max_message_size),
+            ("grpc.keepalive_time_ms", 10_000),
+            ("grpc.keepalive_timeout_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ]
+        self._channels: dict[tuple[str, SpiffeId], tuple[grpc.aio.Channel, object]] = {}
+
+    def _stub(self, endpoint: Endpoint, peer: SpiffeId) -> internals_pb2_grpc.ServiceInvocationStub:
+        key = (endpoint.address, peer)
+        cached = self._channels.get(key)
+        if cached is not None:
+            return cached[1]
+        if self._security is None:
+            channel = grpc.aio.insecure_channel(endpoint.address, options=self._options)
+        else:
+            credentials, extra = self._security(peer)
+            channel = grpc.aio.secure_channel(
+                endpoint.address, credentials, options=[*self._options, *extra]
+            )
+        stub = internals_pb2_grpc.ServiceInvocationStub(channel)
+        self._channels[key] = (channel, stub)
+        return stub
+
+    def discard(self, endpoint: Endpoint, peer: SpiffeId) -> None:
+        """Drop a channel after a connection-level failure so the next call redials."""
+        cached = self._channels.pop((endpoint.address, peer), None)
+        if cached is not None:
+            asyncio.get_running_loop().create_task(cached[0].close())
+
+    async def invoke(
+        self,
+        endpoint: Endpoint,
+        peer: SpiffeId,
+        request: internals_pb2.InternalInvokeRequest,
+        body: Body,
+    ) -> RemoteResponse:
+        """Send the request and return once the callee's response headers arrive.
+
+        Raises InvocationFailed with the gRPC code name when the call fails
+        before a response exists.
+        """
+        stub = self._stub(endpoint, peer)
+        call = stub.CallLocalStream()
+        first = internals_pb2.InternalInvokeRequestStream(request=request)
+        if body.head:
+            first.payload.data = body.head
+            first.payload.seq = 0
+        writer: asyncio.Task[None] | None = None
+        try:
+            await call.write(first)
+            if body.complete:
+                await call.done_writing()
+            else:
+                assert body.rest is not None
+                writer = asyncio.get_running_loop().create_task(
+                    _write_rest(call, body.rest, 1 if body.head else 0)
+                )
+            leading = await call.read()
+        except grpc.aio.AioRpcError as exc:
+            if writer is not None:
+                writer.cancel()
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED and body.complete:
+                # An older peer without streaming: Dapr falls back to unary the same way.
+                return await self._invoke_unary(stub, request, body.head)
+            raise _translate(exc) from exc
+        except BaseException:
+            call.cancel()
+            if writer is not None:
+                writer.cancel()
+            raise
+        if leading is grpc.aio.EOF or not leading.HasField("response"):
+            call.cancel()
+            raise InvocationFailed("callee closed the stream without a response", "INTERNAL")
+        response = leading.response
+        head = leading.payload.data if leading.HasField("payload") else b""
+        return RemoteResponse(
+            status=response.status.code,
+            headers={key: list(value.values) for key, value in response.headers.items()},
+            content_type=response.message.content_type,
+            body=Body(head, _read_rest(call, writer)),
+        )
+
+    async def _invoke_unary(
+        self,
+        stub: internals_pb2_grpc.ServiceInvocationStub,
+        request: internals_pb2.InternalInvokeRequest,
+        data: bytes,
+    ) -> RemoteResponse:
+        unary = internals_pb2.InternalInvokeRequest()
+        unary.CopyFrom(request)
+        unary.message.data.value = data
+        try:
+            response = await stub.CallLocal(unary)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc) from exc
+        return RemoteResponse(
+            status=response.status.code,
+            headers={key: list(value.values) for key, value in response.headers.items()},
+            content_type=response.message.content_type,
+            body=Body(response.message.data.value),
+        )
+
+    async def close(self) -> None:
+        channels = [channel for channel, _ in self._channels.values()]
+        self._channels.clear()
+        for channel in channels:
+            await channel.close()
+
+
+async def _write_rest(call: grpc.aio.StreamStreamCall, chunks: AsyncIterator[bytes], seq: int) -> None:
+    try:
+        async for chunk in chunks:
+            await call.write(
+                internals_pb2.InternalInvokeRequestStream(
+                    payload=common_pb2.StreamPayload(data=chunk, seq=seq)
+                )
+            )
+            seq += 1
+        await call.done_writing()
+    except grpc.aio.AioRpcError:
+        return  # the read side reports the call's failure
+    except Exception:
+        # The client's body broke (too large, malformed chunking): abandon the call.
+        call.cancel()
+        raise
+
+
+async def _read_rest(
+    call: grpc.aio.StreamStreamCall, writer: asyncio.Task[None] | None
+) -> AsyncIterator[bytes]:
+    finished = False
+    try:
+        while True:
+            message = await call.read()
+            if message is grpc.aio.EOF:
+                finished = True
+                return
+            yield message.payload.data
+    except grpc.aio.AioRpcError as exc:
+        raise _translate(exc) from exc
+    finally:
+        if not finished:
+            call.cancel()
+        if writer is not None:
+            if not writer.done():
+                writer.cancel()
+            with contextlib.suppress(BaseException):
+                await writer
+
+
+def _translate(exc: grpc.aio.AioRpcError) -> InvocationFailed:
+    code = exc.code()
+    name = code.name if code is not None else "UNKNOWN"
+    return InvocationFailed(exc.details() or name.lower(), name)
+

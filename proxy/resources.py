@@ -1,0 +1,41 @@
+"""What tether finds under ``--resources-path``. Only kinds that tether applies
+may be present: a file it would read but ignore is refused, so an operator
+never believes a policy is in force when it is not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from proxy.errors import UsageError
+
+# Dapr resource kinds tether does not apply yet.
+_NOT_YET = {
+    "Resiliency": "resiliency policies",
+    "Component": "components (state stores, pub/sub, bindings, ...)",
+    "HTTPEndpoint": "HTTPEndpoint resources",
+    "Subscription": "subscriptions",
+    "Configuration": "Configuration in --resources-path (pass it with --config)",
+}
+
+
+def check_resources(paths: tuple[Path, ...]) -> None:
+    """Raise UsageError listing every resource file tether cannot apply yet."""
+    problems: list[str] = []
+    for folder in paths:
+        if not folder.is_dir():
+            problems.append(f"{folder}: --resources-path is not a folder")
+            continue
+        for file in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+            try:
+                documents = list(yaml.safe_load_all(file.read_text()))
+            except (OSError, yaml.YAMLError) as exc:
+                problems.append(f"{file}: cannot read: {str(exc).splitlines()[0]}")
+                continue
+            for document in documents:
+                kind = document.get("kind") if isinstance(document, dict) else None
+                if isinstance(kind, str) and kind in _NOT_YET:
+                    problems.append(f"{file}: kind: {kind}: {_NOT_YET[kind]} are not supported yet")
+    if problems:
+        raise UsageError("\n".join(problems))

@@ -1,0 +1,119 @@
+"""``tether run``: a sidecar and the app beside it, started and stopped together.
+
+The sidecar starts first (as ``tether sidecar`` in a child process) and the
+app only once ``/v1.0/healthz`` answers 204, with ``DAPR_HTTP_PORT``,
+``DAPR_GRPC_PORT`` and ``APP_ID`` set. SIGINT/SIGTERM go to both; when the app
+exits the sidecar is drained, and when the sidecar dies the app is stopped.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from types import FrameType
+
+from certs.authority import create_authority, write_authority
+from proxy.errors import TetherError
+from proxy.settings import SidecarSettings
+
+# Where a Dapr SDK looks for the gRPC API by default; tether does not serve it yet.
+DEFAULT_DAPR_GRPC_PORT = "50001"
+_READY_TIMEOUT = 30.0
+_POLL = 0.05
+
+
+def ensure_local_ca(settings: SidecarSettings) -> None:
+    """Create the development CA on first use, as ``tether certs init`` would."""
+    if (settings.certs_dir / "issuer.key").exists():
+        return
+    files = create_authority(settings.trust_domain, datetime.now(UTC))
+    write_authority(settings.certs_dir, files)
+    print(f"tether: created a local CA in {settings.certs_dir}", file=sys.stderr)
+
+
+def _healthy(port: int) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+    try:
+        connection.request("GET", "/v1.0/healthz")
+        return connection.getresponse().status == 204
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def _stop(process: subprocess.Popen[bytes], grace: float) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()
+
+
+def run_with_app(sidecar_flags: list[str], command: list[str], settings: SidecarSettings) -> int:
+    if not command:
+        raise TetherError("no app command: use 'tether run [flags] -- CMD ARGS...'")
+    if settings.enable_mtls:
+        ensure_local_ca(settings)
+    flags = [f for f in sidecar_flags if not f.startswith("--enable-mtls")]
+    flags.append(f"--enable-mtls={'true' if settings.enable_mtls else 'false'}")
+    sidecar = subprocess.Popen([sys.executable, "-m", "proxy", "sidecar", *flags])
+    grace = settings.graceful_shutdown_seconds + 2
+    received: list[int] = []
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    app: subprocess.Popen[bytes] | None = None
+    try:
+        deadline = time.monotonic() + _READY_TIMEOUT
+        while not _healthy(settings.http_port):
+            if sidecar.poll() is not None:
+                raise TetherError(f"the sidecar exited with status {sidecar.returncode}")
+            if received or time.monotonic() > deadline:
+                _stop(sidecar, grace)
+                if received:
+                    return 130
+                raise TetherError(f"the sidecar was not ready within {_READY_TIMEOUT:.0f}s")
+            time.sleep(_POLL)
+        env = dict(os.environ)
+        env.update(
+            DAPR_HTTP_PORT=str(settings.http_port),
+            DAPR_GRPC_PORT=DEFAULT_DAPR_GRPC_PORT,
+            APP_ID=settings.app_id,
+        )
+        if settings.app_port is not None:
+            env["APP_PORT"] = str(settings.app_port)
+        try:
+            app = subprocess.Popen(command, env=env)
+        except OSError as exc:
+            _stop(sidecar, grace)
+            raise TetherError(f"cannot start {command[0]}: {exc.strerror or exc}") from exc
+        while True:
+            if received:
+                sig = received.pop()
+                app.send_signal(sig)
+                sidecar.send_signal(sig)
+            if app.poll() is not None:
+                _stop(sidecar, grace)
+                return app.returncode if app.returncode >= 0 else 128 - app.returncode
+            if sidecar.poll() is not None:
+                print(f"tether: the sidecar exited with status {sidecar.returncode}", file=sys.stderr)
+                _stop(app, grace)
+                return 1
+            time.sleep(_POLL)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if app is not None and app.poll() is None:
+            _stop(app, grace)
+        if sidecar.poll() is None:
+            _stop(sidecar, grace)

@@ -1,0 +1,92 @@
+"""The sidecar's validated, frozen settings, built in one place from flags,
+environment and the Configuration file. Precedence: flags > environment >
+YAML > defaults."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from certs.errors import InvalidSpiffeId
+from certs.spiffe import validate_app_id, validate_namespace
+from proxy.errors import UsageError
+
+DEFAULT_TRUST_DOMAIN = "public"
+_SIZE = re.compile(r"^\s*(\d+)\s*(Ki|Mi|Gi|k|K|M|G|B)?\s*$")
+_UNITS = {None: 1, "B": 1, "k": 1000, "K": 1000, "M": 1000**2, "G": 1000**3,
+          "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SidecarSettings:
+    app_id: str
+    app_port: int | None = None
+    app_protocol: str = "http"
+    app_channel_address: str = "127.0.0.1"
+    app_max_concurrency: int = -1
+    http_port: int = 3500
+    listen_addresses: tuple[str, ...] = ("127.0.0.1",)
+    internal_grpc_port: int = 0  # 0: a free port, recorded in the registry
+    internal_listen_address: str = "127.0.0.1"
+    host_ip: str = "127.0.0.1"
+    hostname: str = "localhost"
+    namespace: str = "default"
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
+    resources_paths: tuple[Path, ...] = ()
+    config_path: Path | None = None
+    enable_mtls: bool = False
+    certs_dir: Path = Path("~/.tether/certs").expanduser()
+    log_level: str = "info"
+    max_body_size: int = 4 * 1024 * 1024
+    read_buffer_size: int = 4 * 1024
+    graceful_shutdown_seconds: float = 5.0
+    api_token: str | None = None
+    app_api_token: str | None = None
+    registry_path: Path = Path("~/.tether/registry.db").expanduser()
+    registry_update_interval: float = 5.0
+
+
+def parse_size(text: str, flag: str) -> int:
+    """Kubernetes-style quantities as daprd takes them: ``4Mi``, ``512Ki``, ``1G``, ``4096``."""
+    match = _SIZE.match(text)
+    if not match:
+        raise UsageError(f"{flag}: {text!r} is not a size (examples: 4Mi, 512Ki, 1048576)")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_port(text: str, flag: str, allow_zero: bool = False) -> int:
+    if not text.isdigit() or not (0 if allow_zero else 1) <= int(text) <= 65535:
+        raise UsageError(f"{flag}: {text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def parse_bool(text: str, flag: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "t", "yes"):
+        return True
+    if lowered in ("false", "0", "f", "no"):
+        return False
+    raise UsageError(f"{flag}: {text!r} is not true or false")
+
+
+def identity_from_env(app_id: str, env: Mapping[str, str]) -> tuple[str, str]:
+    """Validated (app_id, namespace); ``NAMESPACE`` defaults to ``default``."""
+    namespace = env.get("NAMESPACE") or "default"
+    try:
+        validate_app_id(app_id)
+        validate_namespace(namespace)
+    except InvalidSpiffeId as exc:
+        raise UsageError(str(exc)) from exc
+    return app_id, namespace
+
+
+def host_identity(env: Mapping[str, str]) -> tuple[str, str]:
+    """The address other sidecars reach us on, and our hostname.
+
+    Standalone mode keeps to loopback unless ``DAPR_HOST_IP`` says otherwise:
+    an internal port on every interface would be reachable from the network.
+    """
+    return env.get("DAPR_HOST_IP") or "127.0.0.1", socket.gethostname()

@@ -1,0 +1,223 @@
+"""The composition root: builds every part of a sidecar from its settings,
+starts the servers in order, and drains them on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+
+import grpc
+
+from certs.authority import load_issuer
+from certs.errors import CertError
+from certs.spiffe import SpiffeId
+from certs.tls import channel_credentials, channel_options_for_peer, peer_spiffe_id, server_credentials
+from certs.workload import WorkloadIdentity, issue_workload_identity
+from proxy.api import ApiHandler, AppConnection
+from proxy.app_channel import HttpAppChannel
+from proxy.errors import TetherError
+from proxy.header_rules import CallerIdentity
+from proxy.http_server import HttpLimits, HttpServer
+from proxy.internal_client import InternalClient, SecurityFactory
+from proxy.internal_server import ServiceInvocation
+from proxy.invocation import Invoker, Locality
+from proxy.name_resolution import RegistryHeartbeat, SqliteResolver
+from proxy.protos import internals_pb2_grpc
+from proxy.registry import Endpoint, Registration, RegistryError, SqliteRegistry
+from proxy.settings import SidecarSettings
+
+log = logging.getLogger("tether.sidecar")
+
+
+class StartupError(TetherError):
+    """The sidecar could not start (port in use, missing CA, unusable registry)."""
+
+
+class Sidecar:
+    def __init__(self, settings: SidecarSettings) -> None:
+        self.settings = settings
+        self.identity = CallerIdentity(settings.app_id, settings.namespace)
+        self.internal_port = 0
+        self._ready = False
+        self._stopping = asyncio.Event()
+        self._http: HttpServer | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._heartbeat: RegistryHeartbeat | None = None
+        self._client: InternalClient | None = None
+        self._app: HttpAppChannel | None = None
+        self._resolver: SqliteResolver | None = None
+        self._registry: SqliteRegistry | None = None
+
+    def is_ready(self) -> bool:
+        return self._ready
+
+    def request_shutdown(self) -> None:
+        self._stopping.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopping.wait()
+
+    async def start(self) -> None:
+        s = self.settings
+        workload = self._workload_identity() if s.enable_mtls else None
+        try:
+            self._registry = SqliteRegistry(s.registry_path, clock=time.time)
+        except RegistryError as exc:
+            raise StartupError(str(exc)) from exc
+        self._resolver = SqliteResolver(self._registry, clock=time.monotonic)
+        if s.app_port is not None:
+            self._app = HttpAppChannel(s.app_channel_address, s.app_port, s.app_max_concurrency)
+        self._client = InternalClient(_security_factory(workload), s.max_body_size)
+        await self._start_internal_server(workload)
+        registration = Registration(
+            registration_id=uuid.uuid4().hex,
+            app_id=s.app_id,
+            namespace=s.namespace,
+            endpoint=Endpoint(s.host_ip, self.internal_port),
+        )
+        self._heartbeat = RegistryHeartbeat(
+            self._registry, registration, interval=s.registry_update_interval
+        )
+        await self._heartbeat.start()
+        invoker = Invoker(
+            Locality(self.identity, s.trust_domain, s.host_ip, s.hostname),
+            self._resolver,
+            self._client,
+            self._app,
+            s.app_api_token,
+        )
+        handler = ApiHandler(
+            s.app_id,
+            invoker,
+            AppConnection(s.app_port, s.app_protocol, s.app_channel_address, s.app_max_concurrency),
+            s.api_token,
+            self.is_ready,
+            self.request_shutdown,
+        )
+        self._http = HttpServer(
+            handler,
+            HttpLimits(max_header_bytes=s.read_buffer_size, max_body_size=s.max_body_size),
+        )
+        try:
+            await self._http.listen(list(s.listen_addresses), s.http_port)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on HTTP port {s.http_port}: {exc.strerror or exc}"
+            ) from exc
+        self._ready = True
+        log.info(
+            "tether sidecar %s ready: HTTP API on %s:%d, internal gRPC on %s:%d (mTLS %s)",
+            s.app_id,
+            ",".join(s.listen_addresses),
+            s.http_port,
+            s.internal_listen_address,
+            self.internal_port,
+            "on" if workload else "off",
+        )
+
+    def _workload_identity(self) -> WorkloadIdentity:
+        s = self.settings
+        now = datetime.now(UTC)
+        try:
+            issuer = load_issuer(s.certs_dir, now)
+            spiffe = SpiffeId(s.trust_domain, s.namespace, s.app_id)
+            return issue_workload_identity(issuer, spiffe, now)
+        except CertError as exc:
+            raise StartupError(str(exc)) from exc
+
+    async def _start_internal_server(self, workload: WorkloadIdentity | None) -> None:
+        s = self.settings
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_send_message_length", s.max_body_size),
+                ("grpc.max_receive_message_length", s.max_body_size),
+                ("grpc.keepalive_time_ms", 10_000),
+                ("grpc.keepalive_timeout_ms", 5_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                ("grpc.max_connection_idle_ms", 180_000),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        internals_pb2_grpc.add_ServiceInvocationServicer_to_server(
+            ServiceInvocation(
+                self._app,
+                _identify_caller if workload else _no_identity,
+                s.app_api_token,
+                s.max_body_size,
+            ),
+            server,
+        )
+        address = f"{s.internal_listen_address}:{s.internal_grpc_port}"
+        try:
+            if workload is None:
+                port = server.add_insecure_port(address)
+            else:
+                port = server.add_secure_port(address, server_credentials(workload))
+        except RuntimeError as exc:
+            raise StartupError(f"cannot listen on internal gRPC address {address}: {exc}") from exc
+        if not port:
+            raise StartupError(f"cannot listen on internal gRPC address {address}")
+        await server.start()
+        self._grpc = server
+        self.internal_port = port
+
+    async def stop(self) -> None:
+        """Drain: leave the registry first (no new callers), then finish requests in flight."""
+        self._ready = False
+        grace = self.settings.graceful_shutdown_seconds
+        if self._heartbeat is not None:
+            await self._heartbeat.stop()
+        if self._http is not None:
+            await self._http.stop(grace)
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+        if self._client is not None:
+            await self._client.close()
+        if self._app is not None:
+            await self._app.close()
+        if self._resolver is not None:
+            await self._resolver.close()
+        if self._registry is not None:
+            with contextlib.suppress(RegistryError):
+                self._registry.close()
+
+
+def _security_factory(workload: WorkloadIdentity | None) -> SecurityFactory | None:
+    if workload is None:
+        return None
+    credentials = channel_credentials(workload)
+
+    def factory(peer: SpiffeId) -> tuple[grpc.ChannelCredentials, list[tuple[str, str]]]:
+        return credentials, channel_options_for_peer(peer)
+
+    return factory
+
+
+def _identify_caller(context: grpc.aio.ServicerContext) -> CallerIdentity | None:
+    peer = peer_spiffe_id(context.auth_context())
+    return CallerIdentity(peer.app_id, peer.namespace) if peer else None
+
+
+def _no_identity(context: grpc.aio.ServicerContext) -> CallerIdentity | None:
+    return None
+
+
+async def run_sidecar(settings: SidecarSettings) -> None:
+    """Start, serve until SIGINT/SIGTERM or ``POST /v1.0/shutdown``, then drain."""
+    import signal
+
+    sidecar = Sidecar(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, sidecar.request_shutdown)
+    try:
+        await sidecar.start()
+        await sidecar.wait_stopped()
+        log.info("shutting down")
+    finally:
+        await sidecar.stop()
