@@ -1,0 +1,353 @@
+"""Dapr ``Configuration`` YAML: the parts tether implements, and a refusal for the rest.
+
+A key tether reads but ignores would be a silent misconfiguration, so every Dapr
+spec key that is not implemented yet is reported as an error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from proxy.errors import TetherError
+
+API_VERSION = "dapr.io/v1alpha1"
+KIND = "Configuration"
+SUPPORTED_RESOLVERS = ("sqlite",)
+
+_TOP_LEVEL_KEYS = ("apiVersion", "kind", "metadata", "spec")
+_IMPLEMENTED_SPEC_KEYS = ("nameResolution",)
+_UNIMPLEMENTED_SPEC_KEYS = (
+    "tracing",
+    "metric",
+    "metrics",
+    "accessControl",
+    "mtls",
+    "features",
+    "appHttpPipeline",
+    "httpPipeline",
+    "secrets",
+    "api",
+    "components",
+    "logging",
+    "wasm",
+    "workflow",
+)
+_NAME_RESOLUTION_KEYS = ("component", "version", "configuration")
+# Keys of Dapr's sqlite resolver metadata that tether does not implement yet.
+_UNIMPLEMENTED_SQLITE_KEYS = ("cleanupInterval", "timeout", "busyTimeout", "disableWAL")
+_SQLITE_KEYS = ("connectionString", "updateInterval", "tableName", "metadataTableName")
+
+
+class ConfigError(TetherError):
+    """A Configuration file is unreadable or invalid; ``problems`` lists every issue."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+class DurationError(ValueError):
+    """A text is not a Go duration."""
+
+
+@dataclass(frozen=True)
+class NameResolutionSettings:
+    component: str = "sqlite"
+    registry_path: Path | None = None  # None: the default registry path
+    update_interval: float = 5.0
+
+
+@dataclass(frozen=True)
+class ConfigurationSettings:
+    name: str
+    name_resolution: NameResolutionSettings
+
+
+_UNIT_SECONDS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,  # U+00B5 MICRO SIGN
+    "μs": 1e-6,  # U+03BC GREEK SMALL LETTER MU; Go accepts both
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+# Longer units first so "ms" is not read as "m" followed by garbage.
+_UNIT = "(?:" + "|".join(sorted(_UNIT_SECONDS, key=len, reverse=True)) + ")"
+_DURATION = re.compile(rf"[+-]?(?:{_NUMBER}{_UNIT})+")
+_PART = re.compile(rf"({_NUMBER})({_UNIT})")
+
+
+def parse_go_duration(text: str) -> float:
+    """Seconds in a Go duration such as "5s", "1m30s" or "250ms".
+
+    Unlike Go, a bare number (even "0") is refused: in YAML it is far more often
+    a forgotten unit than a deliberate zero.
+    """
+    stripped = text.strip()
+    if re.fullmatch(rf"[+-]?{_NUMBER}", stripped):
+        raise DurationError(f'"{text}" has no unit (write e.g. "{stripped}s")')
+    if not _DURATION.fullmatch(stripped):
+        raise DurationError(f'"{text}" is not a duration (e.g. "5s", "1m30s", "250ms")')
+    total = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _PART.findall(stripped))
+    return -total if stripped.startswith("-") else total
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
+
+
+def _unknown(field: str, key: str, known: tuple[str, ...]) -> str:
+    matches = difflib.get_close_matches(key, known, n=1)
+    if matches:
+        return f'{field}: unknown field (did you mean "{matches[0]}"?)'
+    return f"{field}: unknown field"
+
+
+class _Problems:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.items: list[str] = []
+
+    def add(self, field: str, what: str) -> None:
+        self.items.append(f"{self.file}: {field}: {what}")
+
+    def add_raw(self, text: str) -> None:
+        self.items.append(f"{self.file}: {text}")
+
+    def mapping(self, field: str, value: object) -> dict[str, object] | None:
+        """``value`` as a mapping with string keys; None (and a problem) otherwise."""
+        if not isinstance(value, dict):
+            self.add(field, f"expected a mapping, got {_type_name(value)}")
+            return None
+        return {str(key): item for key, item in value.items()}
+
+    def string(self, field: str, value: object) -> str | None:
+        if not isinstance(value, str):
+            self.add(field, f"expected a string, got {_type_name(value)}")
+            return None
+        return value
+
+
+def _read_yaml(path: Path, problems: _Problems) -> object:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        problems.add_raw("not valid UTF-8")
+        return None
+    except OSError as exc:
+        problems.add_raw(f"cannot read: {exc.strerror or exc}")
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        what = exc.problem or exc.context or "invalid YAML"
+        if mark is None:
+            problems.add_raw(what)
+        else:
+            problems.add_raw(f"line {mark.line + 1}: {what}")
+    except yaml.YAMLError as exc:
+        problems.add_raw(f"invalid YAML: {exc}")
+    return None
+
+
+def _check_literal(problems: _Problems, doc: dict[str, object], key: str, expected: str) -> None:
+    if key not in doc:
+        problems.add(key, f'missing (expected "{expected}")')
+        return
+    value = doc[key]
+    if value != expected:
+        shown = f'"{value}"' if isinstance(value, str) else _type_name(value)
+        problems.add(key, f'expected "{expected}", got {shown}')
+
+
+def _name(problems: _Problems, doc: dict[str, object]) -> str:
+    if "metadata" not in doc:
+        problems.add("metadata.name", "missing")
+        return ""
+    metadata = problems.mapping("metadata", doc["metadata"])
+    if metadata is None:
+        return ""
+    # Other metadata (namespace, labels, annotations) describes the object, not
+    # the sidecar's behaviour, so it may be present and is not read.
+    if "name" not in metadata:
+        problems.add("metadata.name", "missing")
+        return ""
+    name = problems.string("metadata.name", metadata["name"])
+    if name is not None and not name:
+        problems.add("metadata.name", "must not be empty")
+    return name or ""
+
+
+def _registry_path(problems: _Problems, field: str, value: object) -> Path | None:
+    text = problems.string(field, value)
+    if text is None:
+        return None
+    if not text.strip():
+        problems.add(field, "must not be empty")
+        return None
+    if text == ":memory:" or "mode=memory" in text:
+        problems.add(field, "an in-memory database cannot be shared between sidecars")
+        return None
+    if "?" in text:
+        problems.add(field, "connection options after '?' are not supported yet by tether")
+        return None
+    # Dapr accepts SQLite URI filenames; a plain "file:" prefix just names a path.
+    if text.startswith("file:"):
+        text = text.removeprefix("file:")
+    return Path(text).expanduser()
+
+
+def _update_interval(problems: _Problems, field: str, value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        problems.add(field, f'{value} has no unit (write e.g. "{value}s")')
+        return None
+    text = problems.string(field, value)
+    if text is None:
+        return None
+    try:
+        seconds = parse_go_duration(text)
+    except DurationError as exc:
+        problems.add(field, str(exc))
+        return None
+    # Dapr's sqlite resolver stores whole-second timestamps.
+    if seconds < 1:
+        problems.add(field, f'"{text}" is too short (at least "1s")')
+        return None
+    if seconds != int(seconds):
+        problems.add(field, f'"{text}" is not a whole number of seconds')
+        return None
+    return seconds
+
+
+def _sqlite_settings(
+    problems: _Problems, field: str, value: object
+) -> tuple[Path | None, float] | None:
+    if value is None:
+        return None, 5.0
+    config = problems.mapping(field, value)
+    if config is None:
+        return None
+    registry_path: Path | None = None
+    update_interval = 5.0
+    ok = True
+    # Dapr decodes component metadata case-insensitively.
+    canonical = {key.lower(): key for key in _SQLITE_KEYS + _UNIMPLEMENTED_SQLITE_KEYS}
+    for raw_key, item in config.items():
+        key = canonical.get(raw_key.lower())
+        sub = f"{field}.{raw_key}"
+        if key is None:
+            problems.add_raw(_unknown(sub, raw_key, _SQLITE_KEYS + _UNIMPLEMENTED_SQLITE_KEYS))
+            ok = False
+        elif key in _UNIMPLEMENTED_SQLITE_KEYS:
+            problems.add(sub, "not supported yet by tether")
+            ok = False
+        elif key == "connectionString":
+            registry_path = _registry_path(problems, sub, item)
+            ok = ok and registry_path is not None
+        elif key == "updateInterval":
+            interval = _update_interval(problems, sub, item)
+            ok = ok and interval is not None
+            update_interval = interval or update_interval
+        else:
+            # tableName / metadataTableName: only Dapr's default names exist here.
+            expected = "hosts" if key == "tableName" else "metadata"
+            if item != expected:
+                shown = f'"{item}"' if isinstance(item, str) else _type_name(item)
+                problems.add(sub, f'{shown} is not supported yet (only "{expected}")')
+                ok = False
+    return (registry_path, update_interval) if ok else None
+
+
+def _name_resolution(problems: _Problems, value: object) -> NameResolutionSettings:
+    field = "spec.nameResolution"
+    default = NameResolutionSettings()
+    if value is None:
+        return default
+    section = problems.mapping(field, value)
+    if section is None:
+        return default
+    for key in section:
+        if key not in _NAME_RESOLUTION_KEYS:
+            problems.add_raw(_unknown(f"{field}.{key}", key, _NAME_RESOLUTION_KEYS))
+    if "version" in section and section["version"] not in ("v1", "", None):
+        version = section["version"]
+        shown = f'"{version}"' if isinstance(version, str) else _type_name(version)
+        problems.add(f"{field}.version", f"{shown} is not supported (supported: v1)")
+    supported = ", ".join(SUPPORTED_RESOLVERS)
+    if "component" not in section:
+        problems.add(f"{field}.component", f"missing (supported: {supported})")
+        return default
+    component = problems.string(f"{field}.component", section["component"])
+    if component is None:
+        return default
+    if component not in SUPPORTED_RESOLVERS:
+        problems.add(
+            f"{field}.component", f'"{component}" is not supported yet (supported: {supported})'
+        )
+        return default
+    parsed = _sqlite_settings(problems, f"{field}.configuration", section.get("configuration"))
+    if parsed is None:
+        return default
+    registry_path, update_interval = parsed
+    return NameResolutionSettings(component, registry_path, update_interval)
+
+
+def _settings(problems: _Problems, document: object) -> ConfigurationSettings | None:
+    if document is None:
+        problems.add_raw("the file is empty")
+        return None
+    if not isinstance(document, dict):
+        problems.add_raw(f"expected a mapping at the top level, got {_type_name(document)}")
+        return None
+    doc = {str(key): value for key, value in document.items()}
+    for key in doc:
+        if key not in _TOP_LEVEL_KEYS:
+            problems.add_raw(_unknown(key, key, _TOP_LEVEL_KEYS))
+    _check_literal(problems, doc, "apiVersion", API_VERSION)
+    _check_literal(problems, doc, "kind", KIND)
+    name = _name(problems, doc)
+    name_resolution = NameResolutionSettings()
+    spec = {} if doc.get("spec") is None else problems.mapping("spec", doc["spec"])
+    if spec is not None:
+        for key, value in spec.items():
+            if key == "nameResolution":
+                name_resolution = _name_resolution(problems, value)
+            elif key in _UNIMPLEMENTED_SPEC_KEYS:
+                problems.add(f"spec.{key}", "not supported yet by tether")
+            else:
+                known = _IMPLEMENTED_SPEC_KEYS + _UNIMPLEMENTED_SPEC_KEYS
+                problems.add_raw(_unknown(f"spec.{key}", key, known))
+    return ConfigurationSettings(name, name_resolution)
+
+
+def load_configuration(path: Path) -> ConfigurationSettings:
+    """Read and validate a Dapr Configuration file; raises ConfigError listing every problem."""
+    problems = _Problems(str(path))
+    document = _read_yaml(path, problems)
+    settings = None if problems.items else _settings(problems, document)
+    if problems.items or settings is None:
+        raise ConfigError(problems.items)
+    return settings
