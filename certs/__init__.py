@@ -1,0 +1,1 @@
+"""Identity for mTLS between sidecars: SPIFFE IDs, a local CA, workload certificates, gRPC TLS."""

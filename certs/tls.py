@@ -1,0 +1,77 @@
+"""gRPC glue: mTLS credentials from a workload identity, and the peer's SPIFFE ID."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import grpc
+from cryptography import x509
+
+from certs.errors import InvalidSpiffeId
+from certs.spiffe import SpiffeId
+from certs.workload import WorkloadIdentity
+
+# gRPC core fills this in during the handshake when the leaf has exactly one SPIFFE URI SAN.
+_PEER_SPIFFE_ID = "peer_spiffe_id"
+_PEER_PEM_CERT = "x509_pem_cert"
+
+
+def server_credentials(identity: WorkloadIdentity) -> grpc.ServerCredentials:
+    """Server side of mTLS: present our chain, and demand a client chain ending at our roots."""
+    return grpc.ssl_server_credentials(
+        [(identity.private_key_pem, identity.certificate_chain_pem)],
+        root_certificates=identity.trust_bundle_pem,
+        require_client_auth=True,
+    )
+
+
+def channel_credentials(identity: WorkloadIdentity) -> grpc.ChannelCredentials:
+    """Client side of mTLS; pair with channel_options_for_peer to pin the callee's identity."""
+    return grpc.ssl_channel_credentials(
+        root_certificates=identity.trust_bundle_pem,
+        private_key=identity.private_key_pem,
+        certificate_chain=identity.certificate_chain_pem,
+    )
+
+
+def channel_options_for_peer(expected: SpiffeId) -> list[tuple[str, str]]:
+    """Channel options that make the handshake fail unless the callee is ``expected``.
+
+    gRPC's hostname check runs against the override name, which our issuer binds to the
+    SPIFFE ID as a DNS SAN. The authority is set to the same name so that SNI and
+    ``:authority`` do not depend on the address the channel happened to dial.
+    """
+    name = expected.peer_name()
+    return [("grpc.ssl_target_name_override", name), ("grpc.default_authority", name)]
+
+
+def peer_spiffe_id(auth_context: Mapping[str, Sequence[bytes]]) -> SpiffeId | None:
+    """The caller's SPIFFE ID from ``context.auth_context()``; None without a usable client cert.
+
+    A certificate whose URI SAN is not a tether SPIFFE ID counts as no identity, so access
+    control applies its default action, as Dapr does.
+    """
+    uris = auth_context.get(_PEER_SPIFFE_ID)
+    if uris:
+        return _parse_one([uri.decode("utf-8", "replace") for uri in uris])
+    pems = auth_context.get(_PEER_PEM_CERT)
+    if not pems:
+        return None
+    # Older gRPC cores do not export peer_spiffe_id; read the leaf's URI SAN ourselves.
+    try:
+        certificate = x509.load_pem_x509_certificate(pems[0])
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except (ValueError, x509.ExtensionNotFound):
+        return None
+    uris_in_cert = san.value.get_values_for_type(x509.UniformResourceIdentifier)
+    return _parse_one([uri for uri in uris_in_cert if uri.startswith("spiffe://")])
+
+
+def _parse_one(uris: list[str]) -> SpiffeId | None:
+    # SPIFFE allows exactly one SPIFFE ID per certificate; more is ambiguous, so none is trusted.
+    if len(uris) != 1:
+        return None
+    try:
+        return SpiffeId.parse(uris[0])
+    except InvalidSpiffeId:
+        return None

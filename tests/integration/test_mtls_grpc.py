@@ -1,0 +1,150 @@
+"""mTLS between two gRPC endpoints on loopback, with certificates from certs.
+
+The callee's identity is pinned by the caller (channel_options_for_peer) and the
+caller's identity is read by the callee (peer_spiffe_id); a wrong identity, a
+foreign CA or a missing client certificate must fail the handshake, so the
+handler never runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+import pytest
+
+from certs.authority import create_authority, load_issuer, write_authority
+from certs.spiffe import SpiffeId
+from certs.tls import (
+    channel_credentials,
+    channel_options_for_peer,
+    peer_spiffe_id,
+    server_credentials,
+)
+from certs.workload import WorkloadIdentity, issue_workload_identity
+
+NOW = datetime.now(UTC)
+CALL_TIMEOUT = 5.0
+METHOD = "/tether.test.Echo/Call"
+ORDERS = SpiffeId("public", "default", "orders")
+CHECKOUT = SpiffeId("public", "default", "checkout")
+
+
+@dataclass
+class Seen:
+    callers: list[SpiffeId | None] = field(default_factory=list)
+
+
+def _identity(directory: Path, spiffe_id: SpiffeId) -> WorkloadIdentity:
+    if not (directory / "issuer.key").exists():
+        write_authority(directory, create_authority(spiffe_id.trust_domain, NOW))
+    return issue_workload_identity(load_issuer(directory, NOW), spiffe_id, NOW)
+
+
+async def _call(
+    server_identity: WorkloadIdentity,
+    credentials: grpc.ChannelCredentials,
+    options: Sequence[tuple[str, str]],
+    seen: Seen,
+) -> bytes:
+    def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        seen.callers.append(peer_spiffe_id(context.auth_context()))
+        return request
+
+    handler = grpc.method_handlers_generic_handler(
+        "tether.test.Echo", {"Call": grpc.unary_unary_rpc_method_handler(echo)}
+    )
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_secure_port("127.0.0.1:0", server_credentials(server_identity))
+    await server.start()
+    try:
+        async with grpc.aio.secure_channel(
+            f"127.0.0.1:{port}", credentials, options=list(options)
+        ) as channel:
+            response: bytes = await channel.unary_unary(METHOD)(b"ping", timeout=CALL_TIMEOUT)
+            return response
+    finally:
+        await server.stop(None)
+
+
+def _run(
+    server_identity: WorkloadIdentity,
+    credentials: grpc.ChannelCredentials,
+    options: Sequence[tuple[str, str]],
+    seen: Seen,
+) -> bytes:
+    return asyncio.run(_call(server_identity, credentials, options, seen))
+
+
+def test_same_ca_and_expected_identity_succeeds(tmp_path: Path) -> None:
+    server = _identity(tmp_path / "ca", ORDERS)
+    client = _identity(tmp_path / "ca", CHECKOUT)
+    seen = Seen()
+    response = _run(server, channel_credentials(client), channel_options_for_peer(ORDERS), seen)
+    assert response == b"ping"
+    assert seen.callers == [CHECKOUT]
+
+
+def test_expected_identity_in_another_trust_domain_still_matches(tmp_path: Path) -> None:
+    # Like Dapr, the caller pins namespace and app ID; any trust domain in the bundle is fine.
+    server = _identity(tmp_path / "ca", ORDERS)
+    client = _identity(tmp_path / "ca", CHECKOUT)
+    seen = Seen()
+    expected = SpiffeId("example.org", "default", "orders")
+    _run(server, channel_credentials(client), channel_options_for_peer(expected), seen)
+    assert seen.callers == [CHECKOUT]
+
+
+@pytest.mark.parametrize(
+    "expected",
+    [SpiffeId("public", "default", "payments"), SpiffeId("public", "other", "orders")],
+)
+def test_wrong_callee_identity_is_refused(tmp_path: Path, expected: SpiffeId) -> None:
+    server = _identity(tmp_path / "ca", ORDERS)
+    client = _identity(tmp_path / "ca", CHECKOUT)
+    seen = Seen()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        _run(server, channel_credentials(client), channel_options_for_peer(expected), seen)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert seen.callers == []
+
+
+def test_client_from_foreign_ca_is_refused(tmp_path: Path) -> None:
+    server = _identity(tmp_path / "ca", ORDERS)
+    foreign = _identity(tmp_path / "foreign", CHECKOUT)
+    # The client trusts the server's root, so only the server's check of the client can fail.
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=server.trust_bundle_pem,
+        private_key=foreign.private_key_pem,
+        certificate_chain=foreign.certificate_chain_pem,
+    )
+    seen = Seen()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        _run(server, credentials, channel_options_for_peer(ORDERS), seen)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert seen.callers == []
+
+
+def test_server_from_foreign_ca_is_refused(tmp_path: Path) -> None:
+    server = _identity(tmp_path / "foreign", ORDERS)
+    client = _identity(tmp_path / "ca", CHECKOUT)
+    seen = Seen()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        _run(server, channel_credentials(client), channel_options_for_peer(ORDERS), seen)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert seen.callers == []
+
+
+def test_client_without_certificate_is_refused(tmp_path: Path) -> None:
+    server = _identity(tmp_path / "ca", ORDERS)
+    credentials = grpc.ssl_channel_credentials(root_certificates=server.trust_bundle_pem)
+    seen = Seen()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        _run(server, credentials, channel_options_for_peer(ORDERS), seen)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert seen.callers == []
