@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 import h11
@@ -95,6 +95,9 @@ class HttpAppChannel:
         # request whose body is in hand is retried once on a fresh connection.
         while self._idle:
             connection = self._idle.pop()
+            if connection.reader.at_eof():
+                connection.close()  # the app closed it while it sat idle
+                continue
             try:
                 return await self._exchange(connection, request, body)
             except (OSError, h11.ProtocolError, _EmptyResponse):
@@ -105,7 +108,9 @@ class HttpAppChannel:
             connection = await self._open()
             return await self._exchange(connection, request, body)
         except (OSError, h11.ProtocolError, _EmptyResponse) as exc:
-            raise AppChannelError(f"error calling the app at {self.host}:{self.port}: {exc}") from exc
+            raise AppChannelError(
+                f"error calling the app at {self.host}:{self.port}: {exc}"
+            ) from exc
 
     async def _open(self) -> _Connection:
         try:
@@ -116,7 +121,9 @@ class HttpAppChannel:
             ) from exc
         return _Connection(reader, writer)
 
-    async def _exchange(self, connection: _Connection, request: h11.Request, body: Body) -> AppResponse:
+    async def _exchange(
+        self, connection: _Connection, request: h11.Request, body: Body
+    ) -> AppResponse:
         try:
             return await self._send_and_read_head(connection, request, body)
         except BaseException:
@@ -139,7 +146,9 @@ class HttpAppChannel:
             if not isinstance(event, h11.InformationalResponse):
                 raise h11.RemoteProtocolError(f"unexpected {type(event).__name__} from the app")
         length = _content_length(event.headers)
-        return AppResponse(event.status_code, list(event.headers), Body(b"", self._read_body(connection), length))
+        return AppResponse(
+            event.status_code, list(event.headers), Body(b"", self._read_body(connection), length)
+        )
 
     async def _read_body(self, connection: _Connection) -> AsyncIterator[bytes]:
         finished = False
@@ -175,7 +184,7 @@ class _EmptyResponse(Exception):
     """The app closed a connection before sending a response."""
 
 
-def _content_length(headers: Headers | list[tuple[bytes, bytes]]) -> int | None:
+def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
     for name, value in headers:
         if name == b"content-length":
             return int(value)

@@ -46,6 +46,10 @@ class Body:
         return b"".join(parts)
 
 
+class BodyReadError(Exception):
+    """The sender's streamed body broke (too large, bad chunking, connection lost)."""
+
+
 class BodyTooLarge(Exception):
     """A body exceeded the configured size limit."""
 

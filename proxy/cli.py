@@ -7,7 +7,6 @@ non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -19,6 +18,7 @@ from typing import NoReturn
 
 from certs.authority import create_authority, write_authority
 from certs.errors import CertError
+
 from proxy.configuration import ConfigError, load_configuration
 from proxy.errors import TetherError, UsageError
 from proxy.resources import check_resources
@@ -74,7 +74,9 @@ def _add_sidecar_flags(parser: argparse.ArgumentParser) -> None:
     add("--app-port", default="", help="port the app listens on (empty: no app channel)")
     add("--app-protocol", default="http", help="protocol of the app channel (http)")
     add("--app-channel-address", default="127.0.0.1", help="address the app listens on")
-    add("--app-max-concurrency", default="-1", help="max concurrent calls to the app (-1: no limit)")
+    add(
+        "--app-max-concurrency", default="-1", help="max concurrent calls to the app (-1: no limit)"
+    )
     add("--dapr-http-port", default="3500", help="HTTP API port")
     add("--dapr-listen-addresses", default="127.0.0.1", help="comma-separated API bind addresses")
     add("--dapr-internal-grpc-port", default="", help="sidecar-to-sidecar port (default: free)")
@@ -121,7 +123,9 @@ def settings_from_args(
     if args.mode != "standalone":
         raise UsageError(f"--mode: {args.mode!r} is not supported yet (supported: standalone)")
     if args.app_protocol != "http":
-        raise UsageError(f"--app-protocol: {args.app_protocol!r} is not supported yet (supported: http)")
+        raise UsageError(
+            f"--app-protocol: {args.app_protocol!r} is not supported yet (supported: http)"
+        )
     app_id, namespace = identity_from_env(args.app_id, env)
     host_ip, hostname = host_identity(env)
     resources = tuple(Path(p).expanduser() for p in args.resources_path)
@@ -132,7 +136,9 @@ def settings_from_args(
         app_channel_address=args.app_channel_address,
         app_max_concurrency=_int(args.app_max_concurrency, "--app-max-concurrency"),
         http_port=parse_port(args.dapr_http_port, "--dapr-http-port"),
-        listen_addresses=tuple(a.strip().strip("[]") for a in args.dapr_listen_addresses.split(",") if a.strip()),
+        listen_addresses=tuple(
+            a.strip().strip("[]") for a in args.dapr_listen_addresses.split(",") if a.strip()
+        ),
         internal_grpc_port=(
             parse_port(args.dapr_internal_grpc_port, "--dapr-internal-grpc-port")
             if args.dapr_internal_grpc_port
@@ -153,7 +159,9 @@ def settings_from_args(
         log_level=args.log_level,
         max_body_size=parse_size(args.max_body_size, "--max-body-size"),
         read_buffer_size=parse_size(args.read_buffer_size, "--read-buffer-size"),
-        graceful_shutdown_seconds=float(_int(args.dapr_graceful_shutdown_seconds, "--dapr-graceful-shutdown-seconds")),
+        graceful_shutdown_seconds=float(
+            _int(args.dapr_graceful_shutdown_seconds, "--dapr-graceful-shutdown-seconds")
+        ),
         api_token=env.get("DAPR_API_TOKEN") or None,
         app_api_token=env.get("APP_API_TOKEN") or None,
     )
@@ -183,7 +191,10 @@ def _int(text: str, flag: str) -> int:
 def configure_logging(level: str, app_id: str) -> None:
     logging.basicConfig(
         level=_LOG_LEVELS[level],
-        format=f'time="%(asctime)s" level=%(levelname)s msg="%(message)s" app_id={app_id} scope=%(name)s',
+        format=(
+            'time="%(asctime)s" level=%(levelname)s msg="%(message)s" '
+            f"app_id={app_id} scope=%(name)s"
+        ),
         datefmt="%Y-%m-%dT%H:%M:%S%z",
         stream=sys.stderr,
     )

@@ -45,7 +45,14 @@ _TRUSTED = frozenset(
 _CALLER_ONLY = frozenset({b"dapr-api-token", b"dapr-app-id", b"host"})
 # Set explicitly by the callee from the request itself, never copied from metadata.
 _CALLEE_SETS = frozenset(
-    {"content-type", "content-length", "host", "dapr-api-token", "dapr-app-id", "destination-app-id"}
+    {
+        "content-type",
+        "content-length",
+        "host",
+        "dapr-api-token",
+        "dapr-app-id",
+        "destination-app-id",
+    }
 )
 
 

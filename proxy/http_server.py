@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 import h11
 
-from proxy.body import CHUNK_SIZE, EMPTY, Body, BodyTooLarge, close_body
+from proxy.body import CHUNK_SIZE, EMPTY, Body, BodyReadError, BodyTooLarge, close_body
+from proxy.errors import TetherError
 from proxy.dapr_errors import ERR_MALFORMED_REQUEST, ErrorResponse, error_json
 
 log = logging.getLogger("tether.http")
@@ -56,12 +57,10 @@ class HttpLimits:
     # Go's http.Server with only ReadHeaderTimeout set (daprd) also uses it as
     # the keep-alive idle timeout; we do the same.
     header_timeout: float = 10.0
-    # Bodies up to this size are read whole before the handler runs.
-    buffer_threshold: int = 64 * 1024
-
-
-class _RequestBodyFailed(Exception):
-    """The client's streamed request body was malformed or too large."""
+    # Bodies declared up to this size are read whole before the handler runs,
+    # so they can be sent in one message (and replayed); larger or chunked
+    # bodies stream through in CHUNK_SIZE pieces.
+    replay_buffer_size: int = 4 * 1024 * 1024
 
 
 class HttpServer:
@@ -94,8 +93,10 @@ class HttpServer:
         try:
             while await self._serve_one(conn, reader, writer):
                 conn.start_next_cycle()
-        except (OSError, h11.ProtocolError, asyncio.IncompleteReadError):
-            pass  # the client went away or broke framing mid-response: just close
+        except (OSError, h11.ProtocolError, BodyReadError, TetherError) as exc:
+            # The client went away, or the upstream broke mid-response after the
+            # status line was sent: all that is left to do is close.
+            log.debug("connection closed: %s", exc)
         finally:
             self._writers.discard(writer)
             writer.close()
@@ -118,9 +119,9 @@ class HttpServer:
             return False
         if not isinstance(event, h11.Request):
             return False  # ConnectionClosed
-        problem = _framing_problem(event)
-        if problem:
-            await self._reject(conn, writer, 400, problem)
+        status, problem = _head_problem(event, seen, self._limits.max_header_bytes)
+        if status:
+            await self._reject(conn, writer, status, problem)
             return False
         request = HttpRequest(
             event.method.decode("ascii"), event.target.decode("latin-1"), list(event.headers), EMPTY
@@ -164,13 +165,16 @@ class HttpServer:
             elif name == b"transfer-encoding":
                 chunked = True
         if length is None and not chunked:
+            # No body: h11 still owes us the EndOfMessage that completes the request.
+            if not isinstance(conn.next_event(), h11.EndOfMessage):
+                return 400, "unexpected data after the request head"
             return None
         limit = self._limits.max_body_size
         if length is not None and length > limit:
             return 413, f"request body of {length} bytes exceeds the limit of {limit} bytes"
         if conn.they_are_waiting_for_100_continue:
             await _write(writer, conn.send(h11.InformationalResponse(status_code=100, headers=[])))
-        if length is not None and length <= self._limits.buffer_threshold:
+        if length is not None and length <= self._limits.replay_buffer_size:
             parts = []
             try:
                 async for chunk in _body_events(conn, reader, limit):
@@ -229,24 +233,38 @@ class HttpServer:
             await _write(writer, data)
 
 
-def _framing_problem(request: h11.Request) -> str:
-    """What h11 accepts but a proxy must refuse (peers-and-pitfalls D.1, D.3, D.5)."""
+def _head_problem(request: h11.Request, raw: bytes | bytearray, limit: int) -> tuple[int, str]:
+    """What h11 accepts but a proxy must refuse (peers-and-pitfalls D.1, D.3, D.5, D.9).
+
+    h11 only limits a head that arrives in pieces, so sizes are checked here too.
+    ``raw`` holds the bytes read while waiting for this head (empty when the
+    request was pipelined behind another).
+    """
+    if len(request.target) + len(request.method) + 11 > limit:
+        return 414, f"request line exceeds {limit} bytes"
     has_length = has_te = False
     hosts = 0
-    for name, _ in request.headers:
+    size = len(request.target) + len(request.method) + 13
+    for name, value in request.headers:
+        size += len(name) + len(value) + 4
         if name == b"content-length":
             has_length = True
         elif name == b"transfer-encoding":
             has_te = True
         elif name == b"host":
             hosts += 1
+    if size > limit:
+        return 431, f"request headers exceed {limit} bytes"
     if has_length and has_te:
-        return "both Content-Length and Transfer-Encoding are present"
+        return 400, "both Content-Length and Transfer-Encoding are present"
     if has_te and request.http_version == b"1.0":
-        return "Transfer-Encoding is not allowed on HTTP/1.0"
+        return 400, "Transfer-Encoding is not allowed on HTTP/1.0"
     if hosts > 1:
-        return "more than one Host header"
-    return ""
+        return 400, "more than one Host header"
+    head_end = raw.find(b"\r\n\r\n")
+    if head_end > 0 and (raw.find(b"\n ", 0, head_end) > 0 or raw.find(b"\n\t", 0, head_end) > 0):
+        return 400, "obsolete line folding in a header"
+    return 0, ""
 
 
 async def _next_event(
@@ -289,7 +307,7 @@ async def _recording(request: HttpRequest, chunks: AsyncIterator[bytes]) -> Asyn
             yield chunk
     except (h11.RemoteProtocolError, BodyTooLarge, OSError) as exc:
         request.body_error = exc
-        raise _RequestBodyFailed(str(exc)) from exc
+        raise BodyReadError(str(exc)) from exc
 
 
 async def _write(writer: asyncio.StreamWriter, data: bytes | None) -> None:

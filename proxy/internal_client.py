@@ -7,11 +7,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
-
 from certs.spiffe import SpiffeId
-from proxy.body import Body
+
+from proxy.body import Body, BodyReadError
 from proxy.errors import InvocationFailed
 from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc
 from proxy.registry import Endpoint
@@ -37,10 +38,11 @@ class InternalClient:
             ("grpc.keepalive_time_ms", 10_000),
             ("grpc.keepalive_timeout_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.bdp_probe", 0),
         ]
-        self._channels: dict[tuple[str, SpiffeId], tuple[grpc.aio.Channel, object]] = {}
+        self._channels: dict[tuple[str, SpiffeId], tuple[grpc.aio.Channel, Any]] = {}
 
-    def _stub(self, endpoint: Endpoint, peer: SpiffeId) -> internals_pb2_grpc.ServiceInvocationStub:
+    def _stub(self, endpoint: Endpoint, peer: SpiffeId) -> Any:
         key = (endpoint.address, peer)
         cached = self._channels.get(key)
         if cached is not None:
@@ -91,6 +93,9 @@ class InternalClient:
                     _write_rest(call, body.rest, 1 if body.head else 0)
                 )
             leading = await call.read()
+        except asyncio.CancelledError:
+            _raise_if_body_failed(writer)
+            raise
         except grpc.aio.AioRpcError as exc:
             if writer is not None:
                 writer.cancel()
@@ -117,7 +122,7 @@ class InternalClient:
 
     async def _invoke_unary(
         self,
-        stub: internals_pb2_grpc.ServiceInvocationStub,
+        stub: Any,
         request: internals_pb2.InternalInvokeRequest,
         data: bytes,
     ) -> RemoteResponse:
@@ -142,7 +147,9 @@ class InternalClient:
             await channel.close()
 
 
-async def _write_rest(call: grpc.aio.StreamStreamCall, chunks: AsyncIterator[bytes], seq: int) -> None:
+async def _write_rest(
+    call: grpc.aio.StreamStreamCall, chunks: AsyncIterator[bytes], seq: int
+) -> None:
     try:
         async for chunk in chunks:
             await call.write(
@@ -154,7 +161,7 @@ async def _write_rest(call: grpc.aio.StreamStreamCall, chunks: AsyncIterator[byt
         await call.done_writing()
     except grpc.aio.AioRpcError:
         return  # the read side reports the call's failure
-    except Exception:
+    except BodyReadError:
         # The client's body broke (too large, malformed chunking): abandon the call.
         call.cancel()
         raise
@@ -171,6 +178,9 @@ async def _read_rest(
                 finished = True
                 return
             yield message.payload.data
+    except asyncio.CancelledError:
+        _raise_if_body_failed(writer)
+        raise
     except grpc.aio.AioRpcError as exc:
         raise _translate(exc) from exc
     finally:
@@ -183,8 +193,16 @@ async def _read_rest(
                 await writer
 
 
+def _raise_if_body_failed(writer: asyncio.Task[None] | None) -> None:
+    """A read cancelled because the request body broke is a failed call, not a cancelled task."""
+    if writer is None or not writer.done() or writer.cancelled():
+        return
+    failure = writer.exception()
+    if failure is not None:
+        raise InvocationFailed(f"request body failed: {failure}", "CANCELLED") from failure
+
+
 def _translate(exc: grpc.aio.AioRpcError) -> InvocationFailed:
     code = exc.code()
     name = code.name if code is not None else "UNKNOWN"
     return InvocationFailed(exc.details() or name.lower(), name)
-

@@ -43,7 +43,9 @@ class ServiceInvocation(internals_pb2_grpc.ServiceInvocationServicer):  # type: 
     ) -> tuple[HttpAppChannel, CallerIdentity | None]:
         caller = self._identify(context)
         if request.ver != internals_pb2.V1:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"unsupported api version {request.ver}")
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED, f"unsupported api version {request.ver}"
+            )
         if self._app is None:
             await context.abort(grpc.StatusCode.INTERNAL, "app channel not initialized")
         assert self._app is not None
@@ -82,16 +84,24 @@ class ServiceInvocation(internals_pb2_grpc.ServiceInvocationServicer):  # type: 
         expected_seq = 0
         if first.HasField("payload"):
             if first.payload.seq != 0:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "payload sequence must start at 0")
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, "payload sequence must start at 0"
+                )
             head = first.payload.data
             expected_seq = 1
-        body = Body(head, _request_chunks(request_iterator, expected_seq), declared_length(first.request))
+        length = declared_length(first.request)
+        if length is not None and length == len(head):
+            body = Body(head, None, length)  # complete: can be resent on a fresh app connection
+        else:
+            body = Body(head, _request_chunks(request_iterator, expected_seq), length)
         response = await self._call_app(app, first.request, body, caller, context)
-        leading = internals_pb2.InternalInvokeResponseStream(
-            response=internals_pb2.InternalInvokeResponse(
-                status=internals_pb2.Status(code=response.status),
-                headers=_to_pb_metadata(response_metadata(response.headers)),
-                message=common_pb2.InvokeResponse(content_type=_content_type(response)),
+        leading: internals_pb2.InternalInvokeResponseStream | None = (
+            internals_pb2.InternalInvokeResponseStream(
+                response=internals_pb2.InternalInvokeResponse(
+                    status=internals_pb2.Status(code=response.status),
+                    headers=_to_pb_metadata(response_metadata(response.headers)),
+                    message=common_pb2.InvokeResponse(content_type=_content_type(response)),
+                )
             )
         )
         seq = 0

@@ -7,10 +7,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from certs.errors import InvalidSpiffeId
 from certs.spiffe import SpiffeId
+
 from proxy import dapr_errors
 from proxy.app_channel import HttpAppChannel
-from proxy.body import Body
+from proxy.body import Body, BodyReadError
 from proxy.callee import call_app
 from proxy.errors import AppChannelError, InvalidAppId, InvalidMethod, InvocationFailed
 from proxy.header_rules import (
@@ -27,11 +29,8 @@ from proxy.routing import Route, split_app_id
 
 log = logging.getLogger("tether.invoke")
 
-_VERBS = {
-    value.name: value.number
-    for value in common_pb2.HTTPExtension.Verb.DESCRIPTOR.values
-    if value.name not in ("NONE",)
-}
+# Verbs the HTTP extension names; anything else travels as POST (Dapr's rule).
+_VERBS = frozenset(common_pb2.HTTPExtension.Verb.keys()) - {"NONE"}
 # Connection-level failures after which the endpoint and channel are dropped.
 _CONNECTION_CODES = frozenset({"UNAVAILABLE", "UNAUTHENTICATED"})
 
@@ -69,10 +68,10 @@ class Invoker:
         if target.app_id == local.app_id and target.namespace == local.namespace:
             return await self._invoke_local(route.target_id, message, request.body)
         try:
+            peer = SpiffeId(self._here.trust_domain, target.namespace, target.app_id)
             endpoint = await self._resolver.resolve(target.app_id, target.namespace)
-        except ResolveError as exc:
+        except (ResolveError, InvalidSpiffeId) as exc:
             return HttpResponse.of(dapr_errors.direct_invoke_failed(route.target_id, str(exc)))
-        peer = SpiffeId(self._here.trust_domain, target.namespace, target.app_id)
         try:
             remote = await self._client.invoke(endpoint, peer, message, request.body)
         except InvocationFailed as exc:
@@ -103,6 +102,10 @@ class Invoker:
             hostname=here.hostname,
             drop=route.id_header,
         )
+        body = request.body
+        if "Content-Length" not in metadata and body.complete:
+            # Lets the callee see at once that the first message holds the whole body.
+            metadata["Content-Length"] = [str(len(body.head))]
         content_type = ""
         for name, value in request.headers:
             if name == b"content-type":
@@ -115,7 +118,7 @@ class Invoker:
                 method=route.method,
                 content_type=content_type,
                 http_extension=common_pb2.HTTPExtension(
-                    verb=_VERBS.get(request.verb, common_pb2.HTTPExtension.POST),
+                    verb=request.verb if request.verb in _VERBS else "POST",
                     querystring=route.query,
                 ),
             ),
@@ -138,7 +141,8 @@ class Invoker:
             )
         except InvalidMethod as exc:
             return HttpResponse.of(dapr_errors.direct_invoke_failed(target_id, str(exc), 400))
-        except AppChannelError as exc:
+        except (AppChannelError, BodyReadError) as exc:
+            # For a broken request body the edge answers 400/413 in place of this.
             return HttpResponse.of(dapr_errors.direct_invoke_failed(target_id, str(exc)))
         return HttpResponse(response.status, strip_hop_by_hop(response.headers), response.body)
 

@@ -51,7 +51,9 @@ _API_ROUTES = {
 }
 
 
-def route_request(verb: str, target: str, app_id_header: str | None, authorization: str | None) -> Route:
+def route_request(
+    verb: str, target: str, app_id_header: str | None, authorization: str | None
+) -> Route:
     """Decide what a request is. ``target`` is the raw request-target (path and query).
 
     Raises InvalidMethod for a method with forbidden bytes.

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from types import FrameType
 
 from certs.authority import create_authority, write_authority
+
 from proxy.errors import TetherError
 from proxy.settings import SidecarSettings
 
@@ -106,7 +107,9 @@ def run_with_app(sidecar_flags: list[str], command: list[str], settings: Sidecar
                 _stop(sidecar, grace)
                 return app.returncode if app.returncode >= 0 else 128 - app.returncode
             if sidecar.poll() is not None:
-                print(f"tether: the sidecar exited with status {sidecar.returncode}", file=sys.stderr)
+                print(
+                    f"tether: the sidecar exited with status {sidecar.returncode}", file=sys.stderr
+                )
                 _stop(app, grace)
                 return 1
             time.sleep(_POLL)

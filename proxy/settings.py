@@ -7,12 +7,14 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from certs.errors import InvalidSpiffeId
 from certs.spiffe import validate_app_id, validate_namespace
+
 from proxy.errors import UsageError
+from proxy.registry import default_registry_path
 
 DEFAULT_TRUST_DOMAIN = "public"
 _SIZE = re.compile(r"^\s*(\d+)\s*(Ki|Mi|Gi|k|K|M|G|B)?\s*$")
@@ -38,14 +40,14 @@ class SidecarSettings:
     resources_paths: tuple[Path, ...] = ()
     config_path: Path | None = None
     enable_mtls: bool = False
-    certs_dir: Path = Path("~/.tether/certs").expanduser()
+    certs_dir: Path = field(default_factory=lambda: Path("~/.tether/certs").expanduser())
     log_level: str = "info"
     max_body_size: int = 4 * 1024 * 1024
     read_buffer_size: int = 4 * 1024
     graceful_shutdown_seconds: float = 5.0
     api_token: str | None = None
     app_api_token: str | None = None
-    registry_path: Path = Path("~/.tether/registry.db").expanduser()
+    registry_path: Path = field(default_factory=default_registry_path)
     registry_update_interval: float = 5.0
 
 

@@ -11,14 +11,20 @@ import uuid
 from datetime import UTC, datetime
 
 import grpc
-
 from certs.authority import load_issuer
 from certs.errors import CertError
 from certs.spiffe import SpiffeId
-from certs.tls import channel_credentials, channel_options_for_peer, peer_spiffe_id, server_credentials
+from certs.tls import (
+    channel_credentials,
+    channel_options_for_peer,
+    peer_spiffe_id,
+    server_credentials,
+)
 from certs.workload import WorkloadIdentity, issue_workload_identity
+
 from proxy.api import ApiHandler, AppConnection
 from proxy.app_channel import HttpAppChannel
+from proxy.body import CHUNK_SIZE
 from proxy.errors import TetherError
 from proxy.header_rules import CallerIdentity
 from proxy.http_server import HttpLimits, HttpServer
@@ -71,7 +77,7 @@ class Sidecar:
         self._resolver = SqliteResolver(self._registry, clock=time.monotonic)
         if s.app_port is not None:
             self._app = HttpAppChannel(s.app_channel_address, s.app_port, s.app_max_concurrency)
-        self._client = InternalClient(_security_factory(workload), s.max_body_size)
+        self._client = InternalClient(_security_factory(workload), grpc_message_limit(s))
         await self._start_internal_server(workload)
         registration = Registration(
             registration_id=uuid.uuid4().hex,
@@ -82,7 +88,10 @@ class Sidecar:
         self._heartbeat = RegistryHeartbeat(
             self._registry, registration, interval=s.registry_update_interval
         )
-        await self._heartbeat.start()
+        try:
+            await self._heartbeat.start()
+        except RegistryError as exc:
+            raise StartupError(str(exc)) from exc
         invoker = Invoker(
             Locality(self.identity, s.trust_domain, s.host_ip, s.hostname),
             self._resolver,
@@ -133,14 +142,15 @@ class Sidecar:
         s = self.settings
         server = grpc.aio.server(
             options=[
-                ("grpc.max_send_message_length", s.max_body_size),
-                ("grpc.max_receive_message_length", s.max_body_size),
+                ("grpc.max_send_message_length", grpc_message_limit(s)),
+                ("grpc.max_receive_message_length", grpc_message_limit(s)),
                 ("grpc.keepalive_time_ms", 10_000),
                 ("grpc.keepalive_timeout_ms", 5_000),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                 ("grpc.max_connection_idle_ms", 180_000),
                 ("grpc.so_reuseport", 0),
+                ("grpc.http2.bdp_probe", 0),
             ]
         )
         internals_pb2_grpc.add_ServiceInvocationServicer_to_server(
@@ -185,6 +195,15 @@ class Sidecar:
         if self._registry is not None:
             with contextlib.suppress(RegistryError):
                 self._registry.close()
+
+
+def grpc_message_limit(settings: SidecarSettings) -> int:
+    """Room for a whole body (unary CallLocal) or a stream chunk, plus its headers.
+
+    daprd uses the body limit alone, so a small ``--max-body-size`` made
+    requests with many headers fail; headers get their own allowance here.
+    """
+    return max(settings.max_body_size, CHUNK_SIZE) + 1024 * 1024
 
 
 def _security_factory(workload: WorkloadIdentity | None) -> SecurityFactory | None:

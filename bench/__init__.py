@@ -1,0 +1,1 @@
+"""Benchmarks for tether: direct app calls versus calls through a sidecar pair."""

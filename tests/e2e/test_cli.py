@@ -1,0 +1,155 @@
+"""The tether command as a user types it: run, certs init, and clear errors."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e.harness import APPS, Cluster, free_port, request, tether_command
+
+
+def _start_run(
+    cluster: Cluster, app_id: str, http_port: int, app_port: int, log: str
+) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [
+            *tether_command(),
+            "run",
+            "--app-id",
+            app_id,
+            "--app-port",
+            str(app_port),
+            "--dapr-http-port",
+            str(http_port),
+            "--",
+            sys.executable,
+            str(APPS / "echo_app.py"),
+            str(app_port),
+            str(cluster.root / log),
+        ],
+        env=cluster.env,
+    )
+    cluster.processes.append(process)
+    return process
+
+
+def test_run_starts_both_and_exits_cleanly_with_its_app(cluster: Cluster) -> None:
+    orders_http, orders_app = free_port(), free_port()
+    checkout_http, checkout_app = free_port(), free_port()
+    # mTLS is on by default under `run` and the local CA is created on first use.
+    orders = _start_run(cluster, "orders", orders_http, orders_app, "orders.jsonl")
+    checkout = _start_run(cluster, "checkout", checkout_http, checkout_app, "checkout.jsonl")
+    from tests.e2e.harness import Sidecar
+
+    for process, port, name in (
+        (orders, orders_http, "orders"),
+        (checkout, checkout_http, "checkout"),
+    ):
+        cluster.wait_ready(Sidecar(name, port, process, cluster.root / "none.log"))
+    assert (cluster.home / ".tether" / "certs" / "issuer.key").exists()
+    # The app is up once the sidecar is (run starts it after healthz answers).
+    for _ in range(100):
+        response = request(checkout_http, "POST", "/v1.0/invoke/orders/method/neworder", body=b"{}")
+        if response.status == 200:
+            break
+    assert response.status == 200
+    # The app leaves on its own: `tether run` stops the sidecar and exits with the app's status.
+    assert request(orders_http, "POST", "/v1.0/invoke/orders/method/quit").status == 200
+    assert orders.wait(30) == 0
+    with pytest.raises(OSError):
+        request(orders_http, "GET", "/v1.0/healthz", timeout=2)
+    # SIGTERM to `tether run` is forwarded; both children stop.
+    checkout.send_signal(signal.SIGTERM)
+    assert checkout.wait(30) in (0, 128 + signal.SIGTERM, -signal.SIGTERM)
+    with pytest.raises(OSError):
+        request(checkout_http, "GET", "/v1.0/healthz", timeout=2)
+
+
+def test_certs_init_writes_dapr_file_names_and_refuses_to_overwrite(cluster: Cluster) -> None:
+    target = cluster.root / "ca"
+    first = cluster.tether("certs", "init", "--dir", str(target), "--trust-domain", "example.org")
+    assert first.returncode == 0, first.stderr
+    assert sorted(p.name for p in target.iterdir()) == ["ca.crt", "issuer.crt", "issuer.key"]
+    again = cluster.tether("certs", "init", "--dir", str(target))
+    assert again.returncode != 0
+    assert again.stderr.startswith("tether: error: ")
+    assert "Traceback" not in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--metrics-port", "9090"], "--metrics-port: metrics is not supported by tether yet"),
+        (
+            ["--dapr-grpc-port", "50001"],
+            "--dapr-grpc-port: the Dapr gRPC API is not supported by tether yet",
+        ),
+        (
+            ["--app-protocol", "grpc"],
+            "--app-protocol: 'grpc' is not supported yet (supported: http)",
+        ),
+        (["--max-body-size", "lots"], "--max-body-size: 'lots' is not a size"),
+        (["--dapr-http-port", "99999"], "--dapr-http-port: '99999' is not a port number (1-65535)"),
+        (["--enable-mtls=maybe"], "--enable-mtls: 'maybe' is not true or false"),
+    ],
+)
+def test_bad_flags_get_one_clear_line(cluster: Cluster, args: list[str], message: str) -> None:
+    result = cluster.tether("sidecar", "--app-id", "x", *args)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"tether: error: {result.stderr.strip()[15:]}"]
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_mtls_without_a_ca_says_how_to_make_one(cluster: Cluster) -> None:
+    result = cluster.tether(
+        "sidecar", "--app-id", "x", "--enable-mtls", "--dapr-http-port", str(free_port())
+    )
+    assert result.returncode == 1
+    assert "tether certs init" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_port_in_use_is_a_clear_error(cluster: Cluster) -> None:
+    busy = cluster.sidecar("first", mtls=False)
+    result = cluster.tether(
+        "sidecar", "--app-id", "second", "--dapr-http-port", str(busy.http_port)
+    )
+    assert result.returncode == 1
+    assert f"cannot listen on HTTP port {busy.http_port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_resiliency_files_are_refused_until_supported(cluster: Cluster) -> None:
+    resources = cluster.root / "resources"
+    resources.mkdir()
+    (resources / "resiliency.yaml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata: {name: r}\n"
+    )
+    result = cluster.tether("sidecar", "--app-id", "x", "--resources-path", str(resources))
+    assert result.returncode == 2
+    assert (
+        "resiliency.yaml: kind: Resiliency: resiliency policies are not supported yet"
+        in result.stderr
+    )
+
+
+def test_configuration_file_sets_the_registry(cluster: Cluster) -> None:
+    registry = cluster.root / "custom-registry.db"
+    config = cluster.root / "config.yaml"
+    config.write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata: {name: c}\n"
+        "spec:\n  nameResolution:\n    component: sqlite\n    configuration:\n"
+        f"      connectionString: {registry}\n"
+    )
+    app = cluster.app("orders")
+    cluster.sidecar("orders", app, mtls=False, extra=("--config", str(config)))
+    checkout = cluster.sidecar("checkout", mtls=False, extra=("--config", str(config)))
+    assert registry.exists()
+    assert request(checkout.http_port, "GET", "/v1.0/invoke/orders/method/cfg").status == 200
+    # A sidecar on the default registry does not see them.
+    elsewhere = cluster.sidecar("elsewhere", mtls=False)
+    assert request(elsewhere.http_port, "GET", "/v1.0/invoke/orders/method/cfg").status == 500
