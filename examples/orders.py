@@ -13,7 +13,7 @@ ORDERS: dict[str, dict[str, object]] = {}
 class Orders(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def _reply(self, status: int, document: object) -> None:

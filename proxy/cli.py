@@ -18,7 +18,6 @@ from typing import NoReturn
 
 from certs.authority import create_authority, write_authority
 from certs.errors import CertError
-
 from proxy.configuration import ConfigError, load_configuration
 from proxy.errors import TetherError, UsageError
 from proxy.resources import check_resources

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import h11
 
 from proxy.body import CHUNK_SIZE, EMPTY, Body, BodyReadError, BodyTooLarge, close_body
-from proxy.errors import TetherError
 from proxy.dapr_errors import ERR_MALFORMED_REQUEST, ErrorResponse, error_json
+from proxy.errors import TetherError
 
 log = logging.getLogger("tether.http")
 

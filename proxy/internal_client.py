@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from certs.spiffe import SpiffeId
 
+from certs.spiffe import SpiffeId
 from proxy.body import Body, BodyReadError
 from proxy.errors import InvocationFailed
 from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc

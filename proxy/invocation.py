@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from certs.errors import InvalidSpiffeId
 from certs.spiffe import SpiffeId
-
 from proxy import dapr_errors
 from proxy.app_channel import HttpAppChannel
 from proxy.body import Body, BodyReadError

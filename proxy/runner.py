@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from types import FrameType
 
 from certs.authority import create_authority, write_authority
-
 from proxy.errors import TetherError
 from proxy.settings import SidecarSettings
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from certs.errors import InvalidSpiffeId
 from certs.spiffe import validate_app_id, validate_namespace
-
 from proxy.errors import UsageError
 from proxy.registry import default_registry_path
 

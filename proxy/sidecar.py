@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime
 
 import grpc
+
 from certs.authority import load_issuer
 from certs.errors import CertError
 from certs.spiffe import SpiffeId
@@ -21,7 +22,6 @@ from certs.tls import (
     server_credentials,
 )
 from certs.workload import WorkloadIdentity, issue_workload_identity
-
 from proxy.api import ApiHandler, AppConnection
 from proxy.app_channel import HttpAppChannel
 from proxy.body import CHUNK_SIZE
