@@ -1,15 +1,17 @@
 """The callee half of an invocation: turn an ``InternalInvokeRequest`` (from a
 remote sidecar, or built locally for a call to our own app) into a call on the
-app channel. Shared by the internal gRPC server and the local shortcut."""
+app channel, and the app's answer into an ``InternalInvokeResponse``. Shared by
+the Dapr-compatible internal server, tether's multiplexed transport, and the
+local shortcut."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from proxy.app_channel import AppResponse, HttpAppChannel
-from proxy.body import Body
-from proxy.errors import InvalidMethod
-from proxy.header_rules import CallerIdentity, app_request_headers
+from proxy.body import Body, BodyReadError
+from proxy.errors import AppChannelError, CallRejected, InvalidMethod, StreamProtocolError
+from proxy.header_rules import CallerIdentity, app_request_headers, response_metadata
 from proxy.method_path import normalize_method
 from proxy.protos import common_pb2, internals_pb2
 
@@ -72,3 +74,48 @@ async def call_app(
 ) -> AppResponse:
     call = prepare_app_call(request, verified_caller=verified_caller, app_api_token=app_api_token)
     return await channel.call(call.verb, call.target, call.headers, body)
+
+
+@dataclass(frozen=True, slots=True)
+class Callee:
+    """What every inbound transport needs to hand a call to the local app."""
+
+    app: HttpAppChannel | None
+    app_api_token: str | None
+
+    async def serve(
+        self,
+        request: internals_pb2.InternalInvokeRequest,
+        body: Body,
+        caller: CallerIdentity | None,
+    ) -> AppResponse:
+        """Call the app; raise CallRejected with the gRPC code Dapr would answer."""
+        if request.ver != internals_pb2.V1:
+            raise CallRejected("UNIMPLEMENTED", f"unsupported api version {request.ver}")
+        if self.app is None:
+            raise CallRejected("INTERNAL", "app channel not initialized")
+        try:
+            return await call_app(
+                self.app, request, body, verified_caller=caller, app_api_token=self.app_api_token
+            )
+        except InvalidMethod as exc:
+            raise CallRejected("INVALID_ARGUMENT", str(exc)) from exc
+        except (AppChannelError, StreamProtocolError, BodyReadError) as exc:
+            raise CallRejected("INTERNAL", f"error invoking app channel: {exc}") from exc
+
+
+def response_head(response: AppResponse) -> internals_pb2.InternalInvokeResponse:
+    """The app's status and headers as Dapr carries them (body not included)."""
+    content_type = ""
+    for name, value in response.headers:
+        if name == b"content-type":
+            content_type = value.decode("latin-1")
+            break
+    return internals_pb2.InternalInvokeResponse(
+        status=internals_pb2.Status(code=response.status),
+        headers={
+            key: internals_pb2.ListStringValue(values=values)
+            for key, values in response_metadata(response.headers).items()
+        },
+        message=common_pb2.InvokeResponse(content_type=content_type),
+    )

@@ -55,6 +55,10 @@ GRPC_CODE_NAMES = (
 )
 
 
+def grpc_code_name(number: int) -> str:
+    return GRPC_CODE_NAMES[number] if 0 <= number < len(GRPC_CODE_NAMES) else "UNKNOWN"
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorResponse:
     status: int

@@ -33,3 +33,15 @@ class InvocationFailed(TetherError):
 
 class AppChannelError(TetherError):
     """The local app could not be reached or answered with broken HTTP."""
+
+
+class StreamProtocolError(TetherError):
+    """A peer broke the stream framing (sequence gap, repeated header)."""
+
+
+class CallRejected(TetherError):
+    """The callee refused or failed a call before the app answered; ``code`` is a gRPC code name."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

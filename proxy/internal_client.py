@@ -14,11 +14,20 @@ import grpc
 from certs.spiffe import SpiffeId
 from proxy.body import Body, BodyReadError
 from proxy.errors import InvocationFailed
-from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc
+from proxy.mux_client import MuxConnection, MuxUnsupported
+from proxy.mux_server import INLINE_LIMIT
+from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc, mux_pb2_grpc
 from proxy.registry import Endpoint
 
 # Builds (credentials, extra channel options) for a peer; None means plaintext.
 SecurityFactory = Callable[[SpiffeId], tuple[grpc.ChannelCredentials, list[tuple[str, str]]]]
+
+
+@dataclass(frozen=True, slots=True)
+class _PeerChannel:
+    channel: grpc.aio.Channel
+    invocation: Any  # ServiceInvocationStub (generated, untyped)
+    multiplex: Any  # MultiplexStub
 
 
 @dataclass(slots=True)
@@ -40,13 +49,16 @@ class InternalClient:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.bdp_probe", 0),
         ]
-        self._channels: dict[tuple[str, SpiffeId], tuple[grpc.aio.Channel, Any]] = {}
+        self._channels: dict[tuple[str, SpiffeId], _PeerChannel] = {}
+        self._mux: dict[tuple[str, SpiffeId], MuxConnection] = {}
+        # Peers that answered UNIMPLEMENTED to Multiplex/Connect (daprd).
+        self._without_mux: set[str] = set()
 
-    def _stub(self, endpoint: Endpoint, peer: SpiffeId) -> Any:
+    def _peer(self, endpoint: Endpoint, peer: SpiffeId) -> _PeerChannel:
         key = (endpoint.address, peer)
         cached = self._channels.get(key)
         if cached is not None:
-            return cached[1]
+            return cached
         if self._security is None:
             channel = grpc.aio.insecure_channel(endpoint.address, options=self._options)
         else:
@@ -54,15 +66,22 @@ class InternalClient:
             channel = grpc.aio.secure_channel(
                 endpoint.address, credentials, options=[*self._options, *extra]
             )
-        stub = internals_pb2_grpc.ServiceInvocationStub(channel)
-        self._channels[key] = (channel, stub)
-        return stub
+        created = _PeerChannel(
+            channel,
+            internals_pb2_grpc.ServiceInvocationStub(channel),
+            mux_pb2_grpc.MultiplexStub(channel),
+        )
+        self._channels[key] = created
+        return created
 
     def discard(self, endpoint: Endpoint, peer: SpiffeId) -> None:
         """Drop a channel after a connection-level failure so the next call redials."""
+        connection = self._mux.pop((endpoint.address, peer), None)
+        if connection is not None:
+            asyncio.get_running_loop().create_task(connection.close())
         cached = self._channels.pop((endpoint.address, peer), None)
         if cached is not None:
-            asyncio.get_running_loop().create_task(cached[0].close())
+            asyncio.get_running_loop().create_task(cached.channel.close())
 
     async def invoke(
         self,
@@ -73,10 +92,42 @@ class InternalClient:
     ) -> RemoteResponse:
         """Send the request and return once the callee's response headers arrive.
 
+        Small whole bodies ride tether's multiplexed stream when the peer has
+        it; everything else (and every daprd peer) uses Dapr's CallLocalStream.
         Raises InvocationFailed with the gRPC code name when the call fails
         before a response exists.
         """
-        stub = self._stub(endpoint, peer)
+        channel = self._peer(endpoint, peer)
+        if (
+            body.complete
+            and len(body.head) <= INLINE_LIMIT
+            and endpoint.address not in self._without_mux
+        ):
+            try:
+                return await self._invoke_mux(endpoint, peer, channel, request, body.head)
+            except MuxUnsupported:
+                self._without_mux.add(endpoint.address)
+        return await self._invoke_stream(channel.invocation, request, body)
+
+    async def _invoke_mux(
+        self,
+        endpoint: Endpoint,
+        peer: SpiffeId,
+        channel: _PeerChannel,
+        request: internals_pb2.InternalInvokeRequest,
+        data: bytes,
+    ) -> RemoteResponse:
+        key = (endpoint.address, peer)
+        connection = self._mux.get(key)
+        if connection is None or connection.broken:
+            connection = MuxConnection(channel.multiplex)
+            self._mux[key] = connection
+        response, body = await connection.invoke(request, data)
+        return _remote_response(response, body)
+
+    async def _invoke_stream(
+        self, stub: Any, request: internals_pb2.InternalInvokeRequest, body: Body
+    ) -> RemoteResponse:
         call = stub.CallLocalStream()
         first = internals_pb2.InternalInvokeRequestStream(request=request)
         if body.head:
@@ -111,14 +162,8 @@ class InternalClient:
         if leading is grpc.aio.EOF or not leading.HasField("response"):
             call.cancel()
             raise InvocationFailed("callee closed the stream without a response", "INTERNAL")
-        response = leading.response
         head = leading.payload.data if leading.HasField("payload") else b""
-        return RemoteResponse(
-            status=response.status.code,
-            headers={key: list(value.values) for key, value in response.headers.items()},
-            content_type=response.message.content_type,
-            body=Body(head, _read_rest(call, writer)),
-        )
+        return _remote_response(leading.response, Body(head, _read_rest(call, writer)))
 
     async def _invoke_unary(
         self,
@@ -133,15 +178,13 @@ class InternalClient:
             response = await stub.CallLocal(unary)
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc) from exc
-        return RemoteResponse(
-            status=response.status.code,
-            headers={key: list(value.values) for key, value in response.headers.items()},
-            content_type=response.message.content_type,
-            body=Body(response.message.data.value),
-        )
+        return _remote_response(response, Body(response.message.data.value))
 
     async def close(self) -> None:
-        channels = [channel for channel, _ in self._channels.values()]
+        for connection in self._mux.values():
+            await connection.close()
+        self._mux.clear()
+        channels = [peer.channel for peer in self._channels.values()]
         self._channels.clear()
         for channel in channels:
             await channel.close()
@@ -191,6 +234,15 @@ async def _read_rest(
                 writer.cancel()
             with contextlib.suppress(BaseException):
                 await writer
+
+
+def _remote_response(response: internals_pb2.InternalInvokeResponse, body: Body) -> RemoteResponse:
+    return RemoteResponse(
+        status=response.status.code,
+        headers={key: list(value.values) for key, value in response.headers.items()},
+        content_type=response.message.content_type,
+        body=body,
+    )
 
 
 def _raise_if_body_failed(writer: asyncio.Task[None] | None) -> None:

@@ -3,70 +3,54 @@ a callee sidecar serves it to other sidecars (tether or daprd)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Callable
+from typing import NoReturn
 
 import grpc
 
-from proxy.app_channel import AppResponse, HttpAppChannel
+from proxy.app_channel import AppResponse
 from proxy.body import Body, BodyTooLarge, close_body
-from proxy.callee import call_app, declared_length
-from proxy.errors import AppChannelError, InvalidMethod
-from proxy.header_rules import CallerIdentity, response_metadata
+from proxy.callee import Callee, declared_length, response_head
+from proxy.errors import AppChannelError, CallRejected, StreamProtocolError
+from proxy.header_rules import CallerIdentity
 from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc
-
-log = logging.getLogger("tether.internal")
 
 # Verifies the peer and returns its identity; None when mTLS is off.
 IdentityCheck = Callable[[grpc.aio.ServicerContext], CallerIdentity | None]
 
 
-class StreamProtocolError(Exception):
-    """The caller broke the CallLocalStream framing (sequence gap, repeated header)."""
+async def abort(context: grpc.aio.ServicerContext, code: str, message: str) -> NoReturn:
+    await context.abort(grpc.StatusCode[code], message)
+    raise AssertionError("abort returned")
 
 
 class ServiceInvocation(internals_pb2_grpc.ServiceInvocationServicer):  # type: ignore[misc]
-    def __init__(
-        self,
-        app_channel: HttpAppChannel | None,
-        identify_caller: IdentityCheck,
-        app_api_token: str | None,
-        max_body_size: int,
-    ) -> None:
-        self._app = app_channel
+    def __init__(self, callee: Callee, identify_caller: IdentityCheck, max_body_size: int) -> None:
+        self._callee = callee
         self._identify = identify_caller
-        self._app_api_token = app_api_token
         self._max_body_size = max_body_size
 
-    async def _precheck(
-        self, request: internals_pb2.InternalInvokeRequest, context: grpc.aio.ServicerContext
-    ) -> tuple[HttpAppChannel, CallerIdentity | None]:
-        caller = self._identify(context)
-        if request.ver != internals_pb2.V1:
-            await context.abort(
-                grpc.StatusCode.UNIMPLEMENTED, f"unsupported api version {request.ver}"
-            )
-        if self._app is None:
-            await context.abort(grpc.StatusCode.INTERNAL, "app channel not initialized")
-        assert self._app is not None
-        return self._app, caller
+    async def _serve(
+        self,
+        request: internals_pb2.InternalInvokeRequest,
+        body: Body,
+        context: grpc.aio.ServicerContext,
+    ) -> AppResponse:
+        try:
+            return await self._callee.serve(request, body, self._identify(context))
+        except CallRejected as exc:
+            await abort(context, exc.code, str(exc))
 
     async def CallLocal(
         self, request: internals_pb2.InternalInvokeRequest, context: grpc.aio.ServicerContext
     ) -> internals_pb2.InternalInvokeResponse:
-        app, caller = await self._precheck(request, context)
-        body = Body(request.message.data.value)
-        response = await self._call_app(app, request, body, caller, context)
+        response = await self._serve(request, Body(request.message.data.value), context)
         try:
             data = await response.body.read_all(self._max_body_size)
         except (BodyTooLarge, AppChannelError) as exc:
             await close_body(response.body)
-            await context.abort(grpc.StatusCode.INTERNAL, f"error invoking app channel: {exc}")
-        message = internals_pb2.InternalInvokeResponse(
-            status=internals_pb2.Status(code=response.status),
-            headers=_to_pb_metadata(response_metadata(response.headers)),
-            message=common_pb2.InvokeResponse(content_type=_content_type(response)),
-        )
+            await abort(context, "INTERNAL", f"error invoking app channel: {exc}")
+        message = response_head(response)
         message.message.data.value = data
         return message
 
@@ -77,16 +61,12 @@ class ServiceInvocation(internals_pb2_grpc.ServiceInvocationServicer):  # type: 
     ) -> AsyncIterator[internals_pb2.InternalInvokeResponseStream]:
         first = await anext(aiter(request_iterator), None)
         if first is None or not first.HasField("request"):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first message has no request")
-        assert first is not None
-        app, caller = await self._precheck(first.request, context)
+            await abort(context, "INVALID_ARGUMENT", "first message has no request")
         head = b""
         expected_seq = 0
         if first.HasField("payload"):
             if first.payload.seq != 0:
-                await context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT, "payload sequence must start at 0"
-                )
+                await abort(context, "INVALID_ARGUMENT", "payload sequence must start at 0")
             head = first.payload.data
             expected_seq = 1
         length = declared_length(first.request)
@@ -94,15 +74,9 @@ class ServiceInvocation(internals_pb2_grpc.ServiceInvocationServicer):  # type: 
             body = Body(head, None, length)  # complete: can be resent on a fresh app connection
         else:
             body = Body(head, _request_chunks(request_iterator, expected_seq), length)
-        response = await self._call_app(app, first.request, body, caller, context)
+        response = await self._serve(first.request, body, context)
         leading: internals_pb2.InternalInvokeResponseStream | None = (
-            internals_pb2.InternalInvokeResponseStream(
-                response=internals_pb2.InternalInvokeResponse(
-                    status=internals_pb2.Status(code=response.status),
-                    headers=_to_pb_metadata(response_metadata(response.headers)),
-                    message=common_pb2.InvokeResponse(content_type=_content_type(response)),
-                )
-            )
+            internals_pb2.InternalInvokeResponseStream(response=response_head(response))
         )
         seq = 0
         try:
@@ -119,29 +93,11 @@ class ServiceInvocation(internals_pb2_grpc.ServiceInvocationServicer):  # type: 
                 seq += 1
         except AppChannelError as exc:
             # Headers may already be on their way; the caller sees a broken stream.
-            await context.abort(grpc.StatusCode.INTERNAL, f"error invoking app channel: {exc}")
+            await abort(context, "INTERNAL", f"error invoking app channel: {exc}")
         finally:
             await close_body(response.body)
         if leading is not None:
             yield leading
-
-    async def _call_app(
-        self,
-        app: HttpAppChannel,
-        request: internals_pb2.InternalInvokeRequest,
-        body: Body,
-        caller: CallerIdentity | None,
-        context: grpc.aio.ServicerContext,
-    ) -> AppResponse:
-        try:
-            return await call_app(
-                app, request, body, verified_caller=caller, app_api_token=self._app_api_token
-            )
-        except InvalidMethod as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except (AppChannelError, StreamProtocolError) as exc:
-            await context.abort(grpc.StatusCode.INTERNAL, f"error invoking app channel: {exc}")
-        raise AssertionError("unreachable")
 
 
 async def _request_chunks(
@@ -156,14 +112,3 @@ async def _request_chunks(
             )
         expected_seq += 1
         yield message.payload.data
-
-
-def _content_type(response: AppResponse) -> str:
-    for name, value in response.headers:
-        if name == b"content-type":
-            return value.decode("latin-1")
-    return ""
-
-
-def _to_pb_metadata(metadata: dict[str, list[str]]) -> dict[str, internals_pb2.ListStringValue]:
-    return {key: internals_pb2.ListStringValue(values=values) for key, values in metadata.items()}

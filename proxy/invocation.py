@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from certs.errors import InvalidSpiffeId
 from certs.spiffe import SpiffeId
 from proxy import dapr_errors
-from proxy.app_channel import HttpAppChannel
-from proxy.body import Body, BodyReadError
-from proxy.callee import call_app
-from proxy.errors import AppChannelError, InvalidAppId, InvalidMethod, InvocationFailed
+from proxy.body import Body
+from proxy.callee import Callee
+from proxy.errors import CallRejected, InvalidAppId, InvocationFailed
 from proxy.header_rules import (
     CallerIdentity,
     client_response_headers,
@@ -48,14 +47,12 @@ class Invoker:
         locality: Locality,
         resolver: Resolver,
         client: InternalClient,
-        app_channel: HttpAppChannel | None,
-        app_api_token: str | None,
+        callee: Callee,
     ) -> None:
         self._here = locality
         self._resolver = resolver
         self._client = client
-        self._app = app_channel
-        self._app_api_token = app_api_token
+        self._callee = callee
 
     async def invoke(self, route: Route, request: HttpRequest) -> HttpResponse:
         local = self._here.identity
@@ -126,23 +123,12 @@ class Invoker:
     async def _invoke_local(
         self, target_id: str, message: internals_pb2.InternalInvokeRequest, body: Body
     ) -> HttpResponse:
-        if self._app is None:
-            return HttpResponse.of(
-                dapr_errors.direct_invoke_failed(target_id, "app channel not initialized")
-            )
         try:
-            response = await call_app(
-                self._app,
-                message,
-                body,
-                verified_caller=self._here.identity,
-                app_api_token=self._app_api_token,
-            )
-        except InvalidMethod as exc:
-            return HttpResponse.of(dapr_errors.direct_invoke_failed(target_id, str(exc), 400))
-        except (AppChannelError, BodyReadError) as exc:
+            response = await self._callee.serve(message, body, self._here.identity)
+        except CallRejected as exc:
             # For a broken request body the edge answers 400/413 in place of this.
-            return HttpResponse.of(dapr_errors.direct_invoke_failed(target_id, str(exc)))
+            status = 400 if exc.code == "INVALID_ARGUMENT" else 500
+            return HttpResponse.of(dapr_errors.direct_invoke_failed(target_id, str(exc), status))
         return HttpResponse(response.status, strip_hop_by_hop(response.headers), response.body)
 
 

@@ -8,6 +8,7 @@ exits the sidecar is drained, and when the sidecar dies the app is stopped.
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import os
 import signal
@@ -29,11 +30,18 @@ _POLL = 0.05
 
 def ensure_local_ca(settings: SidecarSettings) -> None:
     """Create the development CA on first use, as ``tether certs init`` would."""
-    if (settings.certs_dir / "issuer.key").exists():
+    directory = settings.certs_dir
+    if (directory / "issuer.key").exists():
         return
-    files = create_authority(settings.trust_domain, datetime.now(UTC))
-    write_authority(settings.certs_dir, files)
-    print(f"tether: created a local CA in {settings.certs_dir}", file=sys.stderr)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Two `tether run` started together must not both create a CA.
+    with open(directory / ".init.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (directory / "issuer.key").exists():
+            return
+        files = create_authority(settings.trust_domain, datetime.now(UTC))
+        write_authority(directory, files)
+    print(f"tether: created a local CA in {directory}", file=sys.stderr)
 
 
 def _healthy(port: int) -> bool:

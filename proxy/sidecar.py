@@ -25,14 +25,16 @@ from certs.workload import WorkloadIdentity, issue_workload_identity
 from proxy.api import ApiHandler, AppConnection
 from proxy.app_channel import HttpAppChannel
 from proxy.body import CHUNK_SIZE
+from proxy.callee import Callee
 from proxy.errors import TetherError
 from proxy.header_rules import CallerIdentity
 from proxy.http_server import HttpLimits, HttpServer
 from proxy.internal_client import InternalClient, SecurityFactory
 from proxy.internal_server import ServiceInvocation
 from proxy.invocation import Invoker, Locality
+from proxy.mux_server import MuxService, ParkedBodies
 from proxy.name_resolution import RegistryHeartbeat, SqliteResolver
-from proxy.protos import internals_pb2_grpc
+from proxy.protos import internals_pb2_grpc, mux_pb2_grpc
 from proxy.registry import Endpoint, Registration, RegistryError, SqliteRegistry
 from proxy.settings import SidecarSettings
 
@@ -57,6 +59,7 @@ class Sidecar:
         self._app: HttpAppChannel | None = None
         self._resolver: SqliteResolver | None = None
         self._registry: SqliteRegistry | None = None
+        self._parked = ParkedBodies()
 
     def is_ready(self) -> bool:
         return self._ready
@@ -96,8 +99,7 @@ class Sidecar:
             Locality(self.identity, s.trust_domain, s.host_ip, s.hostname),
             self._resolver,
             self._client,
-            self._app,
-            s.app_api_token,
+            Callee(self._app, s.app_api_token),
         )
         handler = ApiHandler(
             s.app_id,
@@ -153,14 +155,13 @@ class Sidecar:
                 ("grpc.http2.bdp_probe", 0),
             ]
         )
+        callee = Callee(self._app, s.app_api_token)
+        identify = _identify_caller if workload else _no_identity
         internals_pb2_grpc.add_ServiceInvocationServicer_to_server(
-            ServiceInvocation(
-                self._app,
-                _identify_caller if workload else _no_identity,
-                s.app_api_token,
-                s.max_body_size,
-            ),
-            server,
+            ServiceInvocation(callee, identify, s.max_body_size), server
+        )
+        mux_pb2_grpc.add_MultiplexServicer_to_server(
+            MuxService(callee, identify, self._parked), server
         )
         address = f"{s.internal_listen_address}:{s.internal_grpc_port}"
         try:
@@ -186,6 +187,7 @@ class Sidecar:
             await self._http.stop(grace)
         if self._grpc is not None:
             await self._grpc.stop(grace)
+        await self._parked.close()
         if self._client is not None:
             await self._client.close()
         if self._app is not None:

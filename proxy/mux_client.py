@@ -1,0 +1,103 @@
+"""Caller side of tether's multiplexed transport: one ``Connect`` stream per
+peer channel, calls matched to answers by ``call_id``."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from proxy.body import Body
+from proxy.dapr_errors import grpc_code_name
+from proxy.errors import InvocationFailed
+from proxy.protos import internals_pb2, mux_pb2
+
+
+class MuxUnsupported(Exception):
+    """The peer does not serve tether's Multiplex service (e.g. it is daprd)."""
+
+
+class MuxConnection:
+    def __init__(self, stub: Any) -> None:
+        self._stub = stub
+        self._call = stub.Connect()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[mux_pb2.MuxFrame]] = {}
+        self._write_lock = asyncio.Lock()
+        self._answered = False
+        self.broken = False
+        self._reader = asyncio.get_running_loop().create_task(self._read_answers())
+
+    async def invoke(
+        self, request: internals_pb2.InternalInvokeRequest, data: bytes
+    ) -> tuple[internals_pb2.InternalInvokeResponse, Body]:
+        """Send one call; return the response head and its body.
+
+        Raises MuxUnsupported (nothing was processed; use another transport)
+        or InvocationFailed.
+        """
+        if self.broken:
+            raise InvocationFailed("transport closed", "UNAVAILABLE")
+        call_id = next(self._ids)
+        frame = mux_pb2.MuxFrame(call_id=call_id, request=request)
+        frame.request.message.data.value = data
+        answer: asyncio.Future[mux_pb2.MuxFrame] = asyncio.get_running_loop().create_future()
+        self._pending[call_id] = answer
+        try:
+            async with self._write_lock:
+                await self._call.write(frame)
+            reply = await answer
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+            # The stream failed under the write; the reader reports why.
+            reply = await answer
+        finally:
+            self._pending.pop(call_id, None)
+        if reply.HasField("error"):
+            raise InvocationFailed(reply.error.message, grpc_code_name(reply.error.code))
+        response = reply.response
+        head = response.message.data.value
+        rest = self._fetch(reply.body_ticket) if reply.body_ticket else None
+        return response, Body(head, rest)
+
+    async def _fetch(self, ticket: int) -> AsyncIterator[bytes]:
+        call = self._stub.FetchBody(mux_pb2.BodyTicket(ticket=ticket))
+        try:
+            async for payload in call:
+                yield payload.data
+        except grpc.aio.AioRpcError as exc:
+            raise InvocationFailed(exc.details() or "body fetch failed", exc.code().name) from exc
+        finally:
+            call.cancel()
+
+    async def _read_answers(self) -> None:
+        failure: Exception
+        try:
+            while True:
+                reply = await self._call.read()
+                if reply is grpc.aio.EOF:
+                    failure = InvocationFailed("peer closed the stream", "UNAVAILABLE")
+                    break
+                self._answered = True
+                answer = self._pending.get(reply.call_id)
+                if answer is not None and not answer.done():
+                    answer.set_result(reply)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            if code == grpc.StatusCode.UNIMPLEMENTED and not self._answered:
+                failure = MuxUnsupported(exc.details() or "unimplemented")
+            else:
+                failure = InvocationFailed(exc.details() or code.name.lower(), code.name)
+        except asyncio.CancelledError:
+            failure = InvocationFailed("transport closed", "UNAVAILABLE")
+        self.broken = True
+        for answer in self._pending.values():
+            if not answer.done():
+                answer.set_exception(failure)
+
+    async def close(self) -> None:
+        self.broken = True
+        self._call.cancel()
+        self._reader.cancel()

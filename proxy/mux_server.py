@@ -1,0 +1,151 @@
+"""Callee side of tether's multiplexed transport (``proxy/protos/mux.proto``):
+one long-lived ``Connect`` stream per caller carries many calls at once, each
+answered as soon as the app does. Bodies that do not fit in one frame are
+parked under a ticket and streamed by ``FetchBody`` on their own HTTP/2 stream,
+so a large download never blocks the shared stream."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+
+import grpc
+
+from proxy.body import Body, close_body
+from proxy.callee import Callee, response_head
+from proxy.errors import AppChannelError, CallRejected
+from proxy.header_rules import CallerIdentity
+from proxy.internal_server import IdentityCheck, abort
+from proxy.protos import common_pb2, mux_pb2, mux_pb2_grpc
+
+log = logging.getLogger("tether.mux")
+
+# Bodies up to this size travel inside the frame, both ways.
+INLINE_LIMIT = 256 * 1024
+# A parked body not fetched by then is dropped (and its app connection freed).
+TICKET_TTL = 30.0
+
+
+class ParkedBodies:
+    """Response bodies waiting for the caller's FetchBody, each for one caller only."""
+
+    def __init__(self, ttl: float = TICKET_TTL) -> None:
+        self._ttl = ttl
+        self._parked: dict[int, tuple[CallerIdentity | None, Body, asyncio.TimerHandle]] = {}
+
+    def park(self, owner: CallerIdentity | None, body: Body) -> int:
+        ticket = secrets.randbits(63) | 1
+        handle = asyncio.get_running_loop().call_later(self._ttl, self._expire, ticket)
+        self._parked[ticket] = (owner, body, handle)
+        return ticket
+
+    def take(self, ticket: int, owner: CallerIdentity | None) -> Body | None:
+        parked = self._parked.get(ticket)
+        if parked is None or parked[0] != owner:
+            return None
+        del self._parked[ticket]
+        parked[2].cancel()
+        return parked[1]
+
+    def _expire(self, ticket: int) -> None:
+        parked = self._parked.pop(ticket, None)
+        if parked is not None:
+            asyncio.get_running_loop().create_task(close_body(parked[1]))
+
+    async def close(self) -> None:
+        parked, self._parked = self._parked, {}
+        for _, body, handle in parked.values():
+            handle.cancel()
+            await close_body(body)
+
+
+async def read_inline(body: Body, limit: int) -> tuple[bytes, bool]:
+    """Read up to ``limit`` bytes; True when that was the whole body."""
+    if body.rest is None:
+        return body.head, True
+    parts = [body.head] if body.head else []
+    size = len(body.head)
+    async for chunk in body.rest:
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            body.head = b""
+            return b"".join(parts), False
+    body.rest = None
+    return b"".join(parts), True
+
+
+class MuxService(mux_pb2_grpc.MultiplexServicer):  # type: ignore[misc]
+    def __init__(
+        self, callee: Callee, identify_caller: IdentityCheck, parked: ParkedBodies
+    ) -> None:
+        self._callee = callee
+        self._identify = identify_caller
+        self._parked = parked
+
+    async def Connect(
+        self,
+        request_iterator: AsyncIterator[mux_pb2.MuxFrame],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        caller = self._identify(context)
+        write_lock = asyncio.Lock()
+        in_flight: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()
+
+        async def answer(frame: mux_pb2.MuxFrame) -> None:
+            reply = await self._answer(frame, caller)
+            async with write_lock:
+                await context.write(reply)
+
+        try:
+            async for frame in request_iterator:
+                task = loop.create_task(answer(frame))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+        finally:
+            # The caller closed its side: finish what it already asked for.
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
+
+    async def _answer(
+        self, frame: mux_pb2.MuxFrame, caller: CallerIdentity | None
+    ) -> mux_pb2.MuxFrame:
+        request = frame.request
+        reply = mux_pb2.MuxFrame(call_id=frame.call_id)
+        try:
+            response = await self._callee.serve(request, Body(request.message.data.value), caller)
+        except CallRejected as exc:
+            reply.error.code = grpc.StatusCode[exc.code].value[0]
+            reply.error.message = str(exc)
+            return reply
+        try:
+            data, whole = await read_inline(response.body, INLINE_LIMIT)
+        except AppChannelError as exc:
+            await close_body(response.body)
+            reply.error.code = grpc.StatusCode.INTERNAL.value[0]
+            reply.error.message = f"error invoking app channel: {exc}"
+            return reply
+        reply.response.CopyFrom(response_head(response))
+        reply.response.message.data.value = data
+        if not whole:
+            reply.body_ticket = self._parked.park(caller, response.body)
+        return reply
+
+    async def FetchBody(
+        self, request: mux_pb2.BodyTicket, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[common_pb2.StreamPayload]:
+        body = self._parked.take(request.ticket, self._identify(context))
+        if body is None:
+            await abort(context, "NOT_FOUND", "no such body ticket (expired or not yours)")
+        seq = 0
+        try:
+            async for chunk in body.chunks():
+                yield common_pb2.StreamPayload(data=chunk, seq=seq)
+                seq += 1
+        except AppChannelError as exc:
+            await abort(context, "INTERNAL", f"error invoking app channel: {exc}")
+        finally:
+            await close_body(body)
