@@ -41,6 +41,15 @@ class _Connection:
             self.writer.write(data)
             await self.writer.drain()
 
+    def send_whole(self, request: h11.Request, data: bytes) -> None:
+        """Head, body and end in one write: one syscall for the common small request."""
+        conn = self.conn
+        parts = [conn.send(request)]
+        if data:
+            parts.append(conn.send(h11.Data(data=data)))
+        parts.append(conn.send(h11.EndOfMessage()))
+        self.writer.write(b"".join(p for p in parts if p))
+
     async def next_event(self) -> h11.Event | type[h11.PAUSED] | type[h11.NEED_DATA]:
         while True:
             event = self.conn.next_event()
@@ -133,10 +142,14 @@ class HttpAppChannel:
     async def _send_and_read_head(
         self, connection: _Connection, request: h11.Request, body: Body
     ) -> AppResponse:
-        await connection.send(request)
-        async for chunk in body.chunks():
-            await connection.send(h11.Data(data=chunk))
-        await connection.send(h11.EndOfMessage())
+        if body.complete:
+            connection.send_whole(request, body.head)
+            await connection.writer.drain()
+        else:
+            await connection.send(request)
+            async for chunk in body.chunks():
+                await connection.send(h11.Data(data=chunk))
+            await connection.send(h11.EndOfMessage())
         while True:
             event = await connection.next_event()
             if isinstance(event, h11.Response):
@@ -146,8 +159,26 @@ class HttpAppChannel:
             if not isinstance(event, h11.InformationalResponse):
                 raise h11.RemoteProtocolError(f"unexpected {type(event).__name__} from the app")
         length = _content_length(event.headers)
+        # A small answer is usually already buffered whole: hand it over as
+        # complete and pool the connection at once, with no reader generator.
+        parts: list[bytes] = []
+        while True:
+            ready = connection.conn.next_event()
+            if isinstance(ready, h11.Data):
+                parts.append(bytes(ready.data))
+            elif isinstance(ready, h11.EndOfMessage):
+                self._finish(connection, finished=True)
+                return AppResponse(
+                    event.status_code, list(event.headers), Body(b"".join(parts), None, length)
+                )
+            elif ready is h11.NEED_DATA:
+                break
+            else:
+                raise h11.RemoteProtocolError("the app closed the connection mid-response")
         return AppResponse(
-            event.status_code, list(event.headers), Body(b"", self._read_body(connection), length)
+            event.status_code,
+            list(event.headers),
+            Body(b"".join(parts), self._read_body(connection), length),
         )
 
     async def _read_body(self, connection: _Connection) -> AsyncIterator[bytes]:
@@ -165,12 +196,16 @@ class HttpAppChannel:
         except (OSError, h11.ProtocolError) as exc:
             raise AppChannelError(f"error reading the app's response: {exc}") from exc
         finally:
-            self._release_slot()
-            if finished and connection.reusable() and len(self._idle) < self._max_idle:
-                connection.conn.start_next_cycle()
-                self._idle.append(connection)
-            else:
-                connection.close()
+            self._finish(connection, finished)
+
+    def _finish(self, connection: _Connection, finished: bool) -> None:
+        """The response is over: free the concurrency slot, pool or close the connection."""
+        self._release_slot()
+        if finished and connection.reusable() and len(self._idle) < self._max_idle:
+            connection.conn.start_next_cycle()
+            self._idle.append(connection)
+        else:
+            connection.close()
 
     async def close(self) -> None:
         while self._idle:

@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from certs.authority import create_authority, write_authority
 from certs.errors import CertError
+from proxy import grpc_tuning
 from proxy.configuration import ConfigError, load_configuration
 from proxy.errors import TetherError, UsageError
 from proxy.resources import check_resources
@@ -228,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sidecar":
             if command_line:
                 raise UsageError("'tether sidecar' takes no command; use 'tether run ... -- CMD'")
+            grpc_tuning.apply()
             from proxy.sidecar import run_sidecar
 
             _run_event_loop(run_sidecar(settings))

@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 
 import h11
 
@@ -24,6 +25,8 @@ from proxy.errors import TetherError
 log = logging.getLogger("tether.http")
 
 Headers = list[tuple[bytes, bytes]]
+# Reason phrases as daprd (Go's net/http) writes them; clients such as the Dapr SDK show them.
+_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
 @dataclass(slots=True)
@@ -57,9 +60,10 @@ class HttpLimits:
     # Go's http.Server with only ReadHeaderTimeout set (daprd) also uses it as
     # the keep-alive idle timeout; we do the same.
     header_timeout: float = 10.0
-    # Bodies declared up to this size are read whole before the handler runs,
-    # so they can be sent in one message (and replayed); larger or chunked
-    # bodies stream through in CHUNK_SIZE pieces.
+    # Bodies up to this size (declared, or chunked and ending within it) are
+    # read whole before the handler runs, so they are checked before anything
+    # is forwarded and can be sent in one message (and replayed); larger ones
+    # stream through in CHUNK_SIZE pieces.
     replay_buffer_size: int = 4 * 1024 * 1024
 
 
@@ -174,16 +178,27 @@ class HttpServer:
             return 413, f"request body of {length} bytes exceeds the limit of {limit} bytes"
         if conn.they_are_waiting_for_100_continue:
             await _write(writer, conn.send(h11.InformationalResponse(status_code=100, headers=[])))
-        if length is not None and length <= self._limits.replay_buffer_size:
-            parts = []
-            try:
-                async for chunk in _body_events(conn, reader, limit):
-                    parts.append(chunk)
-            except (h11.RemoteProtocolError, BodyTooLarge) as exc:
-                return 400, str(exc)
-            request.body = Body(b"".join(parts), None, length)
+        events = _body_events(conn, reader, limit)
+        replay = self._limits.replay_buffer_size
+        if length is not None and length > replay:
+            request.body = Body(b"", _recording(request, events), length)
             return None
-        request.body = Body(b"", _recording(request, _body_events(conn, reader, limit)), length)
+        # Read up to the replay buffer before forwarding anything, so a body
+        # that is malformed or too large within it never reaches the app.
+        parts: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in events:
+                parts.append(chunk)
+                size += len(chunk)
+                if size > replay:  # chunked and large: stream the rest
+                    request.body = Body(b"".join(parts), _recording(request, events), None)
+                    return None
+        except BodyTooLarge as exc:
+            return 413, str(exc)
+        except h11.RemoteProtocolError as exc:
+            return 400, str(exc)
+        request.body = Body(b"".join(parts), None, size)
         return None
 
     async def _respond(
@@ -194,7 +209,13 @@ class HttpServer:
         if body.complete and not any(name == b"content-length" for name, _ in headers):
             headers = [*headers, (b"content-length", str(len(body.head)).encode())]
         try:
-            head = conn.send(h11.Response(status_code=response.status, headers=headers))
+            head = conn.send(
+                h11.Response(
+                    status_code=response.status,
+                    headers=headers,
+                    reason=_REASONS.get(response.status, b""),
+                )
+            )
         except h11.LocalProtocolError as exc:
             await close_body(body)
             await self._reject(conn, writer, 502, f"invalid response from upstream: {exc}")
@@ -227,7 +248,9 @@ class HttpServer:
             (b"connection", b"close"),
         ]
         with contextlib.suppress(h11.ProtocolError):
-            data = conn.send(h11.Response(status_code=status, headers=headers))
+            data = conn.send(
+                h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
+            )
             data += conn.send(h11.Data(data=error.body)) or b""
             data += conn.send(h11.EndOfMessage()) or b""
             await _write(writer, data)

@@ -82,7 +82,7 @@ class Invoker:
         status = remote.status
         if status < 100:
             # A gRPC status from a gRPC app: Dapr's HTTPStatusFromCode.
-            status = dapr_errors.http_status_from_grpc(dapr_errors.GRPC_CODE_NAMES[status])
+            status = dapr_errors.http_status_from_grpc(dapr_errors.grpc_code_name(status))
         headers = client_response_headers(remote.headers, remote.content_type)
         return HttpResponse(status, headers, remote.body)
 

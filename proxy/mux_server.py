@@ -84,6 +84,9 @@ class MuxService(mux_pb2_grpc.MultiplexServicer):  # type: ignore[misc]
         self._callee = callee
         self._identify = identify_caller
         self._parked = parked
+        # Each open Connect handler, with the calls it is answering.
+        self._streams: dict[asyncio.Task[object], set[asyncio.Task[None]]] = {}
+        self._draining = False
 
     async def Connect(
         self,
@@ -94,6 +97,9 @@ class MuxService(mux_pb2_grpc.MultiplexServicer):  # type: ignore[misc]
         write_lock = asyncio.Lock()
         in_flight: set[asyncio.Task[None]] = set()
         loop = asyncio.get_running_loop()
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._streams[handler] = in_flight
 
         async def answer(frame: mux_pb2.MuxFrame) -> None:
             reply = await self._answer(frame, caller)
@@ -105,10 +111,25 @@ class MuxService(mux_pb2_grpc.MultiplexServicer):  # type: ignore[misc]
                 task = loop.create_task(answer(frame))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
+        except asyncio.CancelledError:
+            if not self._draining:
+                raise
+            # Drained: end the stream with OK so the caller redials elsewhere
+            # (a cancelled handler would hold the server's stop for the whole grace).
         finally:
-            # The caller closed its side: finish what it already asked for.
+            # The caller closed its side (or we are draining): finish what it asked for.
+            del self._streams[handler]
             if in_flight:
                 await asyncio.gather(*in_flight, return_exceptions=True)
+
+    async def drain(self, grace: float) -> None:
+        """On shutdown: let calls in flight finish (up to ``grace``), then end every stream."""
+        self._draining = True
+        answering = [task for calls in self._streams.values() for task in calls]
+        if answering:
+            await asyncio.wait(answering, timeout=grace)
+        for handler in list(self._streams):
+            handler.cancel()
 
     async def _answer(
         self, frame: mux_pb2.MuxFrame, caller: CallerIdentity | None

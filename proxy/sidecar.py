@@ -60,6 +60,7 @@ class Sidecar:
         self._resolver: SqliteResolver | None = None
         self._registry: SqliteRegistry | None = None
         self._parked = ParkedBodies()
+        self._mux: MuxService | None = None
 
     def is_ready(self) -> bool:
         return self._ready
@@ -160,9 +161,8 @@ class Sidecar:
         internals_pb2_grpc.add_ServiceInvocationServicer_to_server(
             ServiceInvocation(callee, identify, s.max_body_size), server
         )
-        mux_pb2_grpc.add_MultiplexServicer_to_server(
-            MuxService(callee, identify, self._parked), server
-        )
+        self._mux = MuxService(callee, identify, self._parked)
+        mux_pb2_grpc.add_MultiplexServicer_to_server(self._mux, server)
         address = f"{s.internal_listen_address}:{s.internal_grpc_port}"
         try:
             if workload is None:
@@ -185,6 +185,8 @@ class Sidecar:
             await self._heartbeat.stop()
         if self._http is not None:
             await self._http.stop(grace)
+        if self._mux is not None:
+            await self._mux.drain(grace)
         if self._grpc is not None:
             await self._grpc.stop(grace)
         await self._parked.close()
