@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from proxy import dapr_errors
+from proxy.app_health import AppHealthState, HealthCheckSettings
 from proxy.body import Body
 from proxy.errors import InvalidMethod
 from proxy.http_server import HttpRequest, HttpResponse
@@ -37,7 +38,9 @@ class ApiHandler:
         api_token: str | None,
         is_ready: Callable[[], bool],
         request_shutdown: Callable[[], None],
+        app_health: tuple[HealthCheckSettings, AppHealthState] | None = None,
     ) -> None:
+        self._app_health = app_health
         self._app_id = app_id
         self._invoker = invoker
         self._app_connection = app_connection
@@ -93,6 +96,12 @@ class ApiHandler:
                     500, dapr_errors.ERR_HEALTH_NOT_READY, "dapr is not ready: [servers]"
                 )
             )
+        if self._app_health is not None and not self._app_health[1].healthy:
+            return HttpResponse.of(
+                dapr_errors.error_json(
+                    500, dapr_errors.ERR_HEALTH_NOT_READY, "dapr is not ready: [app health]"
+                )
+            )
         return HttpResponse(204, [])
 
     def _healthz_outbound(self) -> HttpResponse:
@@ -114,6 +123,14 @@ class ApiHandler:
             properties["port"] = conn.port
         if conn.max_concurrency > 0:
             properties["maxConcurrency"] = conn.max_concurrency
+        if self._app_health is not None:
+            health = self._app_health[0]
+            properties["health"] = {
+                "healthCheckPath": health.path,
+                "healthProbeInterval": f"{health.interval:g}s",
+                "healthProbeTimeout": f"{health.timeout * 1000:g}ms",
+                "healthThreshold": health.threshold,
+            }
         document = {
             "id": self._app_id,
             "runtimeVersion": RUNTIME_VERSION,

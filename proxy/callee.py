@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from proxy.app_channel import AppResponse, HttpAppChannel
+from proxy.app_health import AppHealthState
 from proxy.body import Body, BodyReadError
 from proxy.errors import AppChannelError, CallRejected, InvalidMethod, StreamProtocolError
 from proxy.header_rules import CallerIdentity, app_request_headers, response_metadata
@@ -82,6 +83,8 @@ class Callee:
 
     app: HttpAppChannel | None
     app_api_token: str | None
+    # Set when app health checks are on: calls are refused while it is unhealthy.
+    health: AppHealthState | None = None
 
     async def serve(
         self,
@@ -94,6 +97,8 @@ class Callee:
             raise CallRejected("UNIMPLEMENTED", f"unsupported api version {request.ver}")
         if self.app is None:
             raise CallRejected("INTERNAL", "app channel not initialized")
+        if self.health is not None and not self.health.healthy:
+            raise CallRejected("INTERNAL", "app is not in a healthy state")
         try:
             return await call_app(
                 self.app, request, body, verified_caller=caller, app_api_token=self.app_api_token

@@ -19,6 +19,7 @@ from typing import NoReturn
 from certs.authority import create_authority, write_authority
 from certs.errors import CertError
 from proxy import grpc_tuning
+from proxy.app_health import HealthCheckSettings
 from proxy.configuration import ConfigError, load_configuration
 from proxy.errors import TetherError, UsageError
 from proxy.resources import check_resources
@@ -49,11 +50,6 @@ _NOT_YET = {
     "--control-plane-address": "a control plane",
     "--placement-host-address": "actors",
     "--scheduler-host-address": "the scheduler",
-    "--enable-app-health-check": "app health checks",
-    "--app-health-check-path": "app health checks",
-    "--app-health-probe-interval": "app health checks",
-    "--app-health-probe-timeout": "app health checks",
-    "--app-health-threshold": "app health checks",
     "--log-as-json": "JSON logs",
     "--enable-api-logging": "API logging",
     "--dapr-block-shutdown-duration": "blocked shutdown",
@@ -92,6 +88,12 @@ def _add_sidecar_flags(parser: argparse.ArgumentParser) -> None:
     add("--read-buffer-size", default="4Ki", help="largest request head (line + headers)")
     add("--dapr-graceful-shutdown-seconds", default="5", help="drain time on shutdown")
     add("--mode", default="standalone", help="standalone (kubernetes is not supported yet)")
+    add("--enable-app-health-check", nargs="?", const="true", default="false",
+        help="probe the app; short-circuit calls while it is unhealthy")  # fmt: skip
+    add("--app-health-check-path", default="/healthz", help="path probed (2xx is healthy)")
+    add("--app-health-probe-interval", default="5", help="seconds between probes")
+    add("--app-health-probe-timeout", default="500", help="milliseconds a probe may take")
+    add("--app-health-threshold", default="3", help="failed probes before unhealthy")
     for flag in _NOT_YET:
         add(flag, nargs="?", const="", default=None, help=argparse.SUPPRESS)
 
@@ -162,6 +164,7 @@ def settings_from_args(
         graceful_shutdown_seconds=float(
             _int(args.dapr_graceful_shutdown_seconds, "--dapr-graceful-shutdown-seconds")
         ),
+        app_health=_health_settings(args),
         api_token=env.get("DAPR_API_TOKEN") or None,
         app_api_token=env.get("APP_API_TOKEN") or None,
     )
@@ -175,6 +178,22 @@ def settings_from_args(
             settings = replace(settings, registry_path=resolution.registry_path)
         settings = replace(settings, registry_update_interval=resolution.update_interval)
     return settings
+
+
+def _health_settings(args: argparse.Namespace) -> HealthCheckSettings | None:
+    if not parse_bool(args.enable_app_health_check, "--enable-app-health-check"):
+        return None
+    if not args.app_port:
+        raise UsageError("--enable-app-health-check: needs --app-port (there is no app to probe)")
+    interval = _int(args.app_health_probe_interval, "--app-health-probe-interval")
+    timeout = _int(args.app_health_probe_timeout, "--app-health-probe-timeout")
+    threshold = _int(args.app_health_threshold, "--app-health-threshold")
+    if interval < 1 or timeout < 1 or threshold < 1:
+        raise UsageError("--app-health-probe-interval, -timeout and -threshold must be at least 1")
+    path = args.app_health_check_path
+    if not path.startswith("/"):
+        raise UsageError(f"--app-health-check-path: {path!r} must start with /")
+    return HealthCheckSettings(path, float(interval), timeout / 1000, threshold)
 
 
 def _dest(flag: str) -> str:

@@ -8,11 +8,14 @@ sqlite name resolver, plus a namespace filter that Dapr does not apply.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from proxy.errors import TetherError
+
+_INIT_ATTEMPTS = 100  # x 50 ms
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS hosts (
@@ -96,15 +99,26 @@ class SqliteRegistry:
             )
         except sqlite3.Error as exc:
             raise RegistryError(f"cannot open the registry {self.path}: {exc}") from exc
-        try:
-            # WAL lets readers in other sidecars proceed while one of them writes.
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            for statement in _SCHEMA:
-                self._db.execute(statement)
-        except sqlite3.Error as exc:
-            self._db.close()
-            raise RegistryError(f"cannot initialise the registry {self.path}: {exc}") from exc
+        # Sidecars started together race to create the file; switching it to WAL
+        # answers "database is locked" at once instead of waiting on the busy
+        # timeout, so the set-up is retried for a bounded time.
+        for attempt in range(_INIT_ATTEMPTS):
+            try:
+                # WAL lets readers in other sidecars proceed while one of them writes.
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA busy_timeout=5000")
+                for statement in _SCHEMA:
+                    self._db.execute(statement)
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) and attempt + 1 < _INIT_ATTEMPTS:
+                    time.sleep(0.05)
+                    continue
+                self._db.close()
+                raise RegistryError(f"cannot initialise the registry {self.path}: {exc}") from exc
+            except sqlite3.Error as exc:
+                self._db.close()
+                raise RegistryError(f"cannot initialise the registry {self.path}: {exc}") from exc
 
     def _now(self) -> int:
         # Whole seconds, like Dapr's unixepoch() column.

@@ -1,7 +1,7 @@
 """``tether run``: a sidecar and the app beside it, started and stopped together.
 
 The sidecar starts first (as ``tether sidecar`` in a child process) and the
-app only once ``/v1.0/healthz`` answers 204, with ``DAPR_HTTP_PORT``,
+app only once ``/v1.0/healthz/outbound`` answers 204, with ``DAPR_HTTP_PORT``,
 ``DAPR_GRPC_PORT`` and ``APP_ID`` set. SIGINT/SIGTERM go to both; when the app
 exits the sidecar is drained, and when the sidecar dies the app is stopped.
 """
@@ -47,7 +47,8 @@ def ensure_local_ca(settings: SidecarSettings) -> None:
 def _healthy(port: int) -> bool:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
     try:
-        connection.request("GET", "/v1.0/healthz")
+        # Outbound readiness does not depend on the app, which is not started yet.
+        connection.request("GET", "/v1.0/healthz/outbound")
         return connection.getresponse().status == 204
     except OSError:
         return False

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from certs.errors import InvalidSpiffeId
 from certs.spiffe import validate_app_id, validate_namespace
+from proxy.app_health import HealthCheckSettings
 from proxy.errors import UsageError
 from proxy.registry import default_registry_path
 
@@ -48,6 +49,7 @@ class SidecarSettings:
     app_api_token: str | None = None
     registry_path: Path = field(default_factory=default_registry_path)
     registry_update_interval: float = 5.0
+    app_health: HealthCheckSettings | None = None
 
 
 def parse_size(text: str, flag: str) -> int:

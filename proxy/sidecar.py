@@ -24,6 +24,7 @@ from certs.tls import (
 from certs.workload import WorkloadIdentity, issue_workload_identity
 from proxy.api import ApiHandler, AppConnection
 from proxy.app_channel import HttpAppChannel
+from proxy.app_health import AppHealthProber, AppHealthState
 from proxy.body import CHUNK_SIZE
 from proxy.callee import Callee
 from proxy.errors import TetherError
@@ -61,6 +62,9 @@ class Sidecar:
         self._registry: SqliteRegistry | None = None
         self._parked = ParkedBodies()
         self._mux: MuxService | None = None
+        self._health: AppHealthState | None = None
+        self._prober: AppHealthProber | None = None
+        self._callee = Callee(None, None)
 
     def is_ready(self) -> bool:
         return self._ready
@@ -81,6 +85,13 @@ class Sidecar:
         self._resolver = SqliteResolver(self._registry, clock=time.monotonic)
         if s.app_port is not None:
             self._app = HttpAppChannel(s.app_channel_address, s.app_port, s.app_max_concurrency)
+            if s.app_health is not None:
+                self._health = AppHealthState(s.app_health.threshold)
+                # Probes get their own channel so a full --app-max-concurrency
+                # cannot make a busy app look dead.
+                probe_channel = HttpAppChannel(s.app_channel_address, s.app_port, max_idle=1)
+                self._prober = AppHealthProber(probe_channel, s.app_health, self._health)
+        self._callee = Callee(self._app, s.app_api_token, self._health)
         self._client = InternalClient(_security_factory(workload), grpc_message_limit(s))
         await self._start_internal_server(workload)
         registration = Registration(
@@ -100,7 +111,7 @@ class Sidecar:
             Locality(self.identity, s.trust_domain, s.host_ip, s.hostname),
             self._resolver,
             self._client,
-            Callee(self._app, s.app_api_token),
+            self._callee,
         )
         handler = ApiHandler(
             s.app_id,
@@ -109,6 +120,7 @@ class Sidecar:
             s.api_token,
             self.is_ready,
             self.request_shutdown,
+            (s.app_health, self._health) if s.app_health and self._health else None,
         )
         self._http = HttpServer(
             handler,
@@ -120,6 +132,8 @@ class Sidecar:
             raise StartupError(
                 f"cannot listen on HTTP port {s.http_port}: {exc.strerror or exc}"
             ) from exc
+        if self._prober is not None:
+            self._prober.start()
         self._ready = True
         log.info(
             "tether sidecar %s ready: HTTP API on %s:%d, internal gRPC on %s:%d (mTLS %s)",
@@ -156,7 +170,7 @@ class Sidecar:
                 ("grpc.http2.bdp_probe", 0),
             ]
         )
-        callee = Callee(self._app, s.app_api_token)
+        callee = self._callee
         identify = _identify_caller if workload else _no_identity
         internals_pb2_grpc.add_ServiceInvocationServicer_to_server(
             ServiceInvocation(callee, identify, s.max_body_size), server
@@ -181,6 +195,8 @@ class Sidecar:
         """Drain: leave the registry first (no new callers), then finish requests in flight."""
         self._ready = False
         grace = self.settings.graceful_shutdown_seconds
+        if self._prober is not None:
+            await self._prober.stop()
         if self._heartbeat is not None:
             await self._heartbeat.stop()
         if self._http is not None:

@@ -166,3 +166,24 @@ def test_use_after_close_raises_registry_error(tmp_path: Path, clock: FakeClock)
     registry.close()
     with pytest.raises(RegistryError, match=r"r\.db"):
         registry.lookup("orders", "default")
+
+
+def test_many_registries_created_at_once_on_a_new_file(tmp_path: Path) -> None:
+    """Sidecars started together race to create the file (WAL switch answers 'locked')."""
+    import threading
+
+    path = tmp_path / "race" / "registry.db"
+    errors: list[Exception] = []
+
+    def open_one() -> None:
+        try:
+            SqliteRegistry(path, clock=lambda: 1000.0).close()
+        except Exception as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
