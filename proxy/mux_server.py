@@ -127,7 +127,9 @@ class MuxService(mux_pb2_grpc.MultiplexServicer):  # type: ignore[misc]
         self._draining = True
         answering = [task for calls in self._streams.values() for task in calls]
         if answering:
-            await asyncio.wait(answering, timeout=grace)
+            _, late = await asyncio.wait(answering, timeout=grace)
+            for task in late:
+                task.cancel()  # past the grace: the caller gets an error, not a hang
         for handler in list(self._streams):
             handler.cancel()
 

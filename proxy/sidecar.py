@@ -199,12 +199,19 @@ class Sidecar:
             await self._prober.stop()
         if self._heartbeat is not None:
             await self._heartbeat.stop()
+        # One deadline for the whole drain: --dapr-graceful-shutdown-seconds
+        # bounds the shutdown, not each of its stages.
+        deadline = asyncio.get_running_loop().time() + grace
+
+        def left() -> float:
+            return max(deadline - asyncio.get_running_loop().time(), 0.0)
+
         if self._http is not None:
-            await self._http.stop(grace)
+            await self._http.stop(left())
         if self._mux is not None:
-            await self._mux.drain(grace)
+            await self._mux.drain(left())
         if self._grpc is not None:
-            await self._grpc.stop(grace)
+            await self._grpc.stop(left())
         await self._parked.close()
         if self._client is not None:
             await self._client.close()

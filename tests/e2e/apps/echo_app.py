@@ -84,6 +84,21 @@ class Handler(BaseHTTPRequestHandler):
         elif parts[0] == "slow" and len(parts) > 1:
             time.sleep(int(parts[1]) / 1000)
             self._send(200, b'{"slow":true}')
+        elif parts[0] == "concurrent" and len(parts) > 1:
+            # Counts requests inside this route at once (kept on the server object);
+            # answers how many were in flight on arrival and the peak so far.
+            server = self.server
+            with LOCK:
+                in_flight = getattr(server, "concurrent_now", 0) + 1
+                server.concurrent_now = in_flight  # type: ignore[attr-defined]
+                peak = max(getattr(server, "concurrent_peak", 0), in_flight)
+                server.concurrent_peak = peak  # type: ignore[attr-defined]
+            try:
+                time.sleep(int(parts[1]) / 1000)
+            finally:
+                with LOCK:
+                    server.concurrent_now -= 1  # type: ignore[attr-defined]
+            self._send(200, json.dumps({"in_flight": in_flight, "peak": peak}).encode())
         else:
             self._send(200, json.dumps(entry).encode(), extra=[("x-echo", "yes")])
 
