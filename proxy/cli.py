@@ -32,6 +32,7 @@ from proxy.settings import (
     parse_port,
     parse_size,
 )
+from resiliency import load_resiliency, summarize
 
 DEFAULT_CERTS_DIR = "~/.tether/certs"
 
@@ -88,6 +89,8 @@ def _add_sidecar_flags(parser: argparse.ArgumentParser) -> None:
     add("--read-buffer-size", default="4Ki", help="largest request head (line + headers)")
     add("--dapr-graceful-shutdown-seconds", default="5", help="drain time on shutdown")
     add("--mode", default="standalone", help="standalone (kubernetes is not supported yet)")
+    add("--strict-config", action="store_true",
+        help="refuse to start on any resource file problem (default: skip that file)")  # fmt: skip
     add("--enable-app-health-check", nargs="?", const="true", default="false",
         help="probe the app; short-circuit calls while it is unhealthy")  # fmt: skip
     add("--app-health-check-path", default="/healthz", help="path probed (2xx is healthy)")
@@ -105,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sidecar_flags(sidecar)
     run = commands.add_parser("run", help="run a sidecar and an app beside it: run [flags] -- CMD")
     _add_sidecar_flags(run)
+    resiliency = commands.add_parser("resiliency", help="Resiliency policy files")
+    resiliency_commands = resiliency.add_subparsers(
+        dest="resiliency_command", required=True, parser_class=_Parser
+    )
+    check = resiliency_commands.add_parser("check", help="validate files before deploying them")
+    check.add_argument("files", nargs="+", help="Resiliency YAML files or folders")
     certs = commands.add_parser("certs", help="local certificate authority")
     certs_commands = certs.add_subparsers(dest="certs_command", required=True, parser_class=_Parser)
     init = certs_commands.add_parser("init", help="create a root CA and an issuer")
@@ -165,6 +174,7 @@ def settings_from_args(
             _int(args.dapr_graceful_shutdown_seconds, "--dapr-graceful-shutdown-seconds")
         ),
         app_health=_health_settings(args),
+        strict_config=args.strict_config,
         api_token=env.get("DAPR_API_TOKEN") or None,
         app_api_token=env.get("APP_API_TOKEN") or None,
     )
@@ -227,6 +237,29 @@ def _certs_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resiliency_check(files: list[str]) -> int:
+    """Every problem as ``FILE: field.path: what is wrong`` (exit 1), or a summary (exit 0)."""
+    missing = [name for name in files if not Path(name).exists()]
+    if missing:
+        raise UsageError(f"{missing[0]}: no such file or folder")
+    config, report = load_resiliency(files)
+    for note in report.notes:
+        print(f"note: {note}")
+    if not report.ok:
+        for line in report.lines():
+            print(line, file=sys.stderr)
+        count = len(report.problems)
+        print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
+        return 1
+    if not config.resource_names:
+        print("no Resiliency documents found")
+        return 1
+    print(f"ok: {', '.join(config.resource_names)}")
+    for line in summarize(config):
+        print(f"  {line}")
+    return 0
+
+
 def _run_event_loop(coroutine: object) -> None:
     import uvloop
 
@@ -243,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "certs":
             return _certs_init(args)
+        if args.command == "resiliency":
+            return _resiliency_check(args.files)
         settings = settings_from_args(args, os.environ, mtls_default=args.command == "run")
         configure_logging(settings.log_level, settings.app_id)
         if args.command == "sidecar":

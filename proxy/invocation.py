@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from certs.errors import InvalidSpiffeId
 from certs.spiffe import SpiffeId
 from proxy import dapr_errors
-from proxy.body import Body
+from proxy.body import Body, BodyTooLarge, close_body
 from proxy.callee import Callee
 from proxy.errors import CallRejected, InvalidAppId, InvocationFailed
 from proxy.header_rules import (
@@ -24,8 +24,20 @@ from proxy.internal_client import InternalClient
 from proxy.name_resolution import ResolveError, Resolver
 from proxy.protos import common_pb2, internals_pb2
 from proxy.routing import Route, split_app_id
+from resiliency import (
+    SUCCESS,
+    TRANSPORT_FAILURE,
+    AttemptTimedOut,
+    BreakerRejected,
+    DeadlineExceeded,
+    Outcome,
+    ResiliencyEngine,
+)
 
 log = logging.getLogger("tether.invoke")
+
+# tether extension (attemptHeader: true): lets the app see that a call is a retry.
+ATTEMPT_HEADER = "tether-attempt"
 
 # Verbs the HTTP extension names; anything else travels as POST (Dapr's rule).
 _VERBS = frozenset(common_pb2.HTTPExtension.Verb.keys()) - {"NONE"}
@@ -48,43 +60,106 @@ class Invoker:
         resolver: Resolver,
         client: InternalClient,
         callee: Callee,
+        resiliency: ResiliencyEngine,
+        replay_limit: int,
     ) -> None:
         self._here = locality
         self._resolver = resolver
         self._client = client
         self._callee = callee
+        self._resiliency = resiliency
+        # Largest failed response body held in memory while deciding on a retry.
+        self._replay_limit = replay_limit
 
     async def invoke(self, route: Route, request: HttpRequest) -> HttpResponse:
         local = self._here.identity
+        target_id = route.target_id
         try:
-            target = split_app_id(route.target_id, local.namespace)
-        except InvalidAppId as exc:
-            return HttpResponse.of(dapr_errors.direct_invoke_failed(route.target_id, str(exc)))
-        message = self._internal_request(route, request, target.app_id)
-        if target.app_id == local.app_id and target.namespace == local.namespace:
-            return await self._invoke_local(route.target_id, message, request.body)
-        try:
+            target = split_app_id(target_id, local.namespace)
             peer = SpiffeId(self._here.trust_domain, target.namespace, target.app_id)
-            endpoint = await self._resolver.resolve(target.app_id, target.namespace)
-        except (ResolveError, InvalidSpiffeId) as exc:
-            return HttpResponse.of(dapr_errors.direct_invoke_failed(route.target_id, str(exc)))
+        except (InvalidAppId, InvalidSpiffeId) as exc:
+            return HttpResponse.of(dapr_errors.direct_invoke_failed(target_id, str(exc)))
+        message = self._internal_request(route, request, target.app_id)
+        body = request.body
+        runner = self._resiliency.runner_for(
+            target.app_id, route.method, streaming=not body.complete
+        )
+        attempt_header = runner.policy.attempt_header
+
+        async def send(attempt: int) -> _Answer:
+            outgoing = message
+            if attempt_header:
+                outgoing = internals_pb2.InternalInvokeRequest()
+                outgoing.CopyFrom(message)
+                outgoing.metadata[ATTEMPT_HEADER].values.append(str(attempt))
+            if target.app_id == local.app_id and target.namespace == local.namespace:
+                answer = await self._send_local(outgoing, body)
+            else:
+                answer = await self._send_remote(
+                    target.app_id, target.namespace, peer, outgoing, body
+                )
+            if not _succeeded(answer.status) and not answer.body.complete:
+                # A failed attempt may be retried and dropped: hold nothing open for it.
+                try:
+                    answer.body = Body(await answer.body.read_all(self._replay_limit))
+                except BodyTooLarge:
+                    await close_body(answer.body)
+                    raise InvocationFailed(
+                        "error response too large to buffer", "INTERNAL"
+                    ) from None
+            return answer
+
         try:
-            remote = await self._client.invoke(endpoint, peer, message, request.body)
+            answer = await runner.run(send, _classify, errors=_classify_error)
+        except BreakerRejected as exc:
+            return HttpResponse.of(dapr_errors.direct_invoke_failed(target_id, str(exc)))
+        except (AttemptTimedOut, DeadlineExceeded):
+            return HttpResponse.of(
+                dapr_errors.direct_invoke_failed(target_id, "context deadline exceeded")
+            )
+        except InvocationFailed as exc:
+            status = 403 if exc.grpc_code == "PERMISSION_DENIED" else 500
+            log.debug("invoke %s failed: %s %s", target_id, exc.grpc_code, exc)
+            return HttpResponse.of(
+                dapr_errors.direct_invoke_failed(target_id, _describe(exc), status)
+            )
+        except ResolveError as exc:
+            return HttpResponse.of(dapr_errors.direct_invoke_failed(target_id, str(exc)))
+        except CallRejected as exc:
+            # For a broken request body the edge answers 400/413 in place of this.
+            status = 400 if exc.code == "INVALID_ARGUMENT" else 500
+            return HttpResponse.of(dapr_errors.direct_invoke_failed(target_id, str(exc), status))
+        return HttpResponse(answer.status, answer.headers, answer.body)
+
+    async def _send_remote(
+        self,
+        app_id: str,
+        namespace: str,
+        peer: SpiffeId,
+        message: internals_pb2.InternalInvokeRequest,
+        body: Body,
+    ) -> _Answer:
+        endpoint = await self._resolver.resolve(app_id, namespace)
+        try:
+            remote = await self._client.invoke(endpoint, peer, message, body)
         except InvocationFailed as exc:
             if exc.grpc_code in _CONNECTION_CODES:
-                self._resolver.evict(target.app_id, target.namespace, endpoint)
+                self._resolver.evict(app_id, namespace, endpoint)
                 self._client.discard(endpoint, peer)
-            status = 403 if exc.grpc_code == "PERMISSION_DENIED" else 500
-            log.debug("invoke %s failed: %s %s", route.target_id, exc.grpc_code, exc)
-            return HttpResponse.of(
-                dapr_errors.direct_invoke_failed(route.target_id, _describe(exc), status)
-            )
+            raise
         status = remote.status
         if status < 100:
             # A gRPC status from a gRPC app: Dapr's HTTPStatusFromCode.
             status = dapr_errors.http_status_from_grpc(dapr_errors.grpc_code_name(status))
-        headers = client_response_headers(remote.headers, remote.content_type)
-        return HttpResponse(status, headers, remote.body)
+        return _Answer(
+            status, client_response_headers(remote.headers, remote.content_type), remote.body
+        )
+
+    async def _send_local(
+        self, message: internals_pb2.InternalInvokeRequest, body: Body
+    ) -> _Answer:
+        response = await self._callee.serve(message, body, self._here.identity)
+        return _Answer(response.status, strip_hop_by_hop(response.headers), response.body)
 
     def _internal_request(
         self, route: Route, request: HttpRequest, callee_app_id: str
@@ -120,16 +195,55 @@ class Invoker:
             ),
         )
 
-    async def _invoke_local(
-        self, target_id: str, message: internals_pb2.InternalInvokeRequest, body: Body
-    ) -> HttpResponse:
-        try:
-            response = await self._callee.serve(message, body, self._here.identity)
-        except CallRejected as exc:
-            # For a broken request body the edge answers 400/413 in place of this.
-            status = 400 if exc.code == "INVALID_ARGUMENT" else 500
-            return HttpResponse.of(dapr_errors.direct_invoke_failed(target_id, str(exc), status))
-        return HttpResponse(response.status, strip_hop_by_hop(response.headers), response.body)
+
+@dataclass(slots=True)
+class _Answer:
+    """One attempt's answer, from the local app or a remote sidecar, in client terms."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: Body
+
+
+def _succeeded(status: int) -> bool:
+    # Dapr's HTTP invoke treats anything below 200 or above 399 as a failed call.
+    return 200 <= status <= 399
+
+
+def _classify(answer: _Answer) -> Outcome:
+    if _succeeded(answer.status):
+        return SUCCESS
+    retry_after = None
+    if answer.status in (429, 503):
+        retry_after = _retry_after(answer.headers)
+    return Outcome(False, code=answer.status, retry_after=retry_after)
+
+
+def _retry_after(headers: list[tuple[bytes, bytes]]) -> float | None:
+    for name, value in headers:
+        if name == b"retry-after":
+            text = value.strip()
+            return float(text) if text.isdigit() else None  # HTTP-dates are not honoured
+    return None
+
+
+def _classify_error(exc: Exception) -> Outcome | None:
+    """How an attempt that raised counts: Dapr retries every non-code error."""
+    if isinstance(exc, InvocationFailed):
+        if exc.grpc_code in ("PERMISSION_DENIED", "CANCELLED", "INVALID_ARGUMENT"):
+            return PERMANENT_FAILURE  # an ACL refusal, or the caller's own body broke
+        if exc.grpc_code in _CONNECTION_CODES:
+            return CONNECTION_FAILURE
+        return TRANSPORT_FAILURE
+    if isinstance(exc, CallRejected):
+        return PERMANENT_FAILURE if exc.code == "INVALID_ARGUMENT" else TRANSPORT_FAILURE
+    if isinstance(exc, ResolveError):
+        return TRANSPORT_FAILURE
+    return None
+
+
+PERMANENT_FAILURE = Outcome(False, permanent=True)
+CONNECTION_FAILURE = Outcome(False, connection_failure=True)
 
 
 def _describe(exc: InvocationFailed) -> str:

@@ -10,9 +10,8 @@ import yaml
 
 from proxy.errors import UsageError
 
-# Dapr resource kinds tether does not apply yet.
+# Dapr resource kinds tether does not apply yet (Resiliency it does).
 _NOT_YET = {
-    "Resiliency": "resiliency policies",
     "Component": "components (state stores, pub/sub, bindings, ...)",
     "HTTPEndpoint": "HTTPEndpoint resources",
     "Subscription": "subscriptions",

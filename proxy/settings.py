@@ -50,6 +50,8 @@ class SidecarSettings:
     registry_path: Path = field(default_factory=default_registry_path)
     registry_update_interval: float = 5.0
     app_health: HealthCheckSettings | None = None
+    # Refuse to start when a resource file has a problem (default: log it, skip that file).
+    strict_config: bool = False
 
 
 def parse_size(text: str, flag: str) -> int:

@@ -37,7 +37,10 @@ from proxy.mux_server import MuxService, ParkedBodies
 from proxy.name_resolution import RegistryHeartbeat, SqliteResolver
 from proxy.protos import internals_pb2_grpc, mux_pb2_grpc
 from proxy.registry import Endpoint, Registration, RegistryError, SqliteRegistry
+from proxy.resiliency_reload import ResiliencyReloader
+from proxy.resiliency_reload import load as load_resiliency_files
 from proxy.settings import SidecarSettings
+from resiliency import BreakerState, ResiliencyEngine
 
 log = logging.getLogger("tether.sidecar")
 
@@ -65,6 +68,7 @@ class Sidecar:
         self._health: AppHealthState | None = None
         self._prober: AppHealthProber | None = None
         self._callee = Callee(None, None)
+        self._reloader: ResiliencyReloader | None = None
 
     def is_ready(self) -> bool:
         return self._ready
@@ -93,6 +97,14 @@ class Sidecar:
                 self._prober = AppHealthProber(probe_channel, s.app_health, self._health)
         self._callee = Callee(self._app, s.app_api_token, self._health)
         self._client = InternalClient(_security_factory(workload), grpc_message_limit(s))
+        config, report = load_resiliency_files(s.resources_paths, s.app_id)
+        if s.strict_config and not report.ok:
+            raise StartupError(
+                "\n".join(["--strict-config: resource files have problems:", *report.lines()])
+            )
+        resiliency = ResiliencyEngine(config, on_breaker_state_change=_log_breaker)
+        if s.resources_paths:
+            self._reloader = ResiliencyReloader(resiliency, s.resources_paths, s.app_id)
         await self._start_internal_server(workload)
         registration = Registration(
             registration_id=uuid.uuid4().hex,
@@ -112,6 +124,8 @@ class Sidecar:
             self._resolver,
             self._client,
             self._callee,
+            resiliency,
+            replay_limit=HttpLimits().replay_buffer_size,
         )
         handler = ApiHandler(
             s.app_id,
@@ -134,6 +148,8 @@ class Sidecar:
             ) from exc
         if self._prober is not None:
             self._prober.start()
+        if self._reloader is not None:
+            self._reloader.start()
         self._ready = True
         log.info(
             "tether sidecar %s ready: HTTP API on %s:%d, internal gRPC on %s:%d (mTLS %s)",
@@ -197,6 +213,8 @@ class Sidecar:
         grace = self.settings.graceful_shutdown_seconds
         if self._prober is not None:
             await self._prober.stop()
+        if self._reloader is not None:
+            await self._reloader.stop()
         if self._heartbeat is not None:
             await self._heartbeat.stop()
         # One deadline for the whole drain: --dapr-graceful-shutdown-seconds
@@ -231,6 +249,10 @@ def grpc_message_limit(settings: SidecarSettings) -> int:
     requests with many headers fail; headers get their own allowance here.
     """
     return max(settings.max_body_size, CHUNK_SIZE) + 1024 * 1024
+
+
+def _log_breaker(name: str, old: BreakerState, new: BreakerState) -> None:
+    log.info("circuit breaker %s: %s -> %s", name, old, new)
 
 
 def _security_factory(workload: WorkloadIdentity | None) -> SecurityFactory | None:

@@ -123,18 +123,15 @@ def test_port_in_use_is_a_clear_error(cluster: Cluster) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_resiliency_files_are_refused_until_supported(cluster: Cluster) -> None:
+def test_component_files_are_refused_until_supported(cluster: Cluster) -> None:
     resources = cluster.root / "resources"
     resources.mkdir()
-    (resources / "resiliency.yaml").write_text(
-        "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata: {name: r}\n"
+    (resources / "statestore.yaml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\n"
     )
     result = cluster.tether("sidecar", "--app-id", "x", "--resources-path", str(resources))
     assert result.returncode == 2
-    assert (
-        "resiliency.yaml: kind: Resiliency: resiliency policies are not supported yet"
-        in result.stderr
-    )
+    assert "statestore.yaml: kind: Component: components (state stores" in result.stderr
 
 
 def test_configuration_file_sets_the_registry(cluster: Cluster) -> None:

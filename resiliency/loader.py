@@ -1,0 +1,252 @@
+"""Load Resiliency documents from files and folders, validate them all, and merge the valid ones.
+
+A document with any problem is rejected as a whole and the others are kept, as
+Dapr keeps serving with the valid ones; ``LoadReport.raise_for_problems()`` is
+the ``--strict-config`` behaviour. Documents of another ``kind`` and documents
+scoped to other apps are not problems: they are reported as notes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from resiliency.durations import show
+from resiliency.errors import ConfigInvalid
+from resiliency.policies import ResiliencyConfig, frozen_map
+from resiliency.validation import KIND, ParsedDocument, suggestion, type_name, validate_document
+
+_POLICY_KINDS = (
+    ("timeouts", "timeouts", "timeout"),
+    ("retries", "retries", "retry"),
+    ("circuitBreakers", "circuit_breakers", "circuitBreaker"),
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One line of a report: where (file, and document number in a multi-document file) and what."""
+
+    source: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.message}"
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What loading found: problems (documents rejected), notes (documents skipped on purpose)."""
+
+    problems: tuple[Problem, ...] = ()
+    notes: tuple[Problem, ...] = ()
+    rejected: tuple[str, ...] = ()  # sources of rejected documents or unreadable files
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no problem at all."""
+        return not self.problems
+
+    def lines(self) -> tuple[str, ...]:
+        """Every problem as "FILE: field.path: message", in file order."""
+        return tuple(str(problem) for problem in self.problems)
+
+    def raise_for_problems(self) -> None:
+        """Raise ConfigInvalid listing every problem (``--strict-config``)."""
+        if self.problems:
+            raise ConfigInvalid(self.lines())
+
+
+@dataclass(frozen=True)
+class _Entry:
+    source: str
+    document: ParsedDocument
+
+
+def resiliency_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Problem]]:
+    """Expand folders to their ``*.yaml``/``*.yml`` files (not recursive, sorted), keep files."""
+    files: list[Path] = []
+    problems: list[Problem] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml")))
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(Problem(str(path), "no such file or folder"))
+    return files, problems
+
+
+def load_resiliency(
+    paths: Iterable[str | Path], app_id: str | None = None
+) -> tuple[ResiliencyConfig, LoadReport]:
+    """Load every Resiliency document under ``paths`` for ``app_id`` (None: ignore scopes)."""
+    files, problems = resiliency_files(paths)
+    sources: list[tuple[str, str]] = []
+    for file in files:
+        try:
+            sources.append((str(file), file.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(str(file), f"cannot read: {exc}"))
+    config, report = load_texts(sources, app_id)
+    return config, LoadReport(
+        problems=(*problems, *report.problems),
+        notes=report.notes,
+        rejected=(*(p.source for p in problems), *report.rejected),
+    )
+
+
+def load_texts(
+    sources: Iterable[tuple[str, str]], app_id: str | None = None
+) -> tuple[ResiliencyConfig, LoadReport]:
+    """Like ``load_resiliency`` for (file name, YAML text) pairs already in memory."""
+    problems: list[Problem] = []
+    notes: list[Problem] = []
+    rejected: list[str] = []
+    entries: list[_Entry] = []
+    for file, text in sources:
+        try:
+            documents = list(yaml.safe_load_all(text))
+        except yaml.YAMLError as exc:
+            problems.append(Problem(file, _yaml_message(exc)))
+            rejected.append(file)
+            continue
+        for index, document in enumerate(documents, start=1):
+            source = f"{file}: document {index}" if len(documents) > 1 else file
+            entry = _read_document(source, document, app_id, problems, notes)
+            if entry is False:
+                rejected.append(source)
+            elif entry is not None and entry is not True:
+                entries.append(entry)
+    accepted = _merge_checks(entries, problems)
+    rejected.extend(entry.source for entry in entries if entry not in accepted)
+    config = _merge(accepted)
+    return config, LoadReport(tuple(problems), tuple(notes), tuple(rejected))
+
+
+def _yaml_message(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        problem = exc.problem or exc.context or "invalid YAML"
+        return f"line {exc.problem_mark.line + 1}: {problem}"
+    return f"invalid YAML: {exc}"
+
+
+def _read_document(
+    source: str,
+    document: object,
+    app_id: str | None,
+    problems: list[Problem],
+    notes: list[Problem],
+) -> _Entry | bool | None:
+    """An entry, False when rejected, True/None when skipped (other kind, scope, empty)."""
+    if document is None:
+        return None
+    if not isinstance(document, dict):
+        problems.append(Problem(source, f"a document must be a mapping, not {type_name(document)}"))
+        return False
+    kind = document.get("kind")
+    if kind != KIND:
+        what = f"kind {show(kind)}" if kind is not None else "no kind"
+        notes.append(Problem(source, f"skipped: {what} is not {KIND}"))
+        return True
+    parsed, messages = validate_document(document)
+    if parsed is None:
+        problems.extend(Problem(source, message) for message in messages)
+        return False
+    if app_id is not None and parsed.scopes and app_id not in parsed.scopes:
+        scopes = ", ".join(parsed.scopes)
+        notes.append(
+            Problem(source, f"skipped: {parsed.name} is scoped to [{scopes}], not {show(app_id)}")
+        )
+        return True
+    return _Entry(source, parsed)
+
+
+def _names(entry: _Entry, attribute: str) -> Mapping[str, Any]:
+    value: Mapping[str, Any] = getattr(entry.document, attribute)
+    return value
+
+
+def _merge_checks(entries: list[_Entry], problems: list[Problem]) -> list[_Entry]:
+    """Reject documents that redefine a name or refer to a policy nobody defines."""
+    accepted: list[_Entry] = []
+    owners: dict[tuple[str, str], str] = {}
+    kinds = [*((kind, attribute) for kind, attribute, _ in _POLICY_KINDS), ("apps", "apps")]
+    for entry in entries:
+        clashes = [
+            Problem(entry.source, f"{_path(kind, name)}: already defined in {owners[(kind, name)]}")
+            for kind, attribute in kinds
+            for name in _names(entry, attribute)
+            if (kind, name) in owners
+        ]
+        if clashes:
+            problems.extend(clashes)
+            continue
+        for kind, attribute in kinds:
+            for name in _names(entry, attribute):
+                owners[(kind, name)] = entry.source
+        accepted.append(entry)
+    # Rejecting a document removes its policies, which may strand another's references.
+    changed = True
+    while changed:
+        changed = False
+        for entry in list(accepted):
+            missing = _unknown_references(entry, accepted)
+            if missing:
+                problems.extend(missing)
+                accepted.remove(entry)
+                changed = True
+    return accepted
+
+
+def _path(kind: str, name: str) -> str:
+    return f"spec.targets.apps.{name}" if kind == "apps" else f"spec.policies.{kind}.{name}"
+
+
+def _unknown_references(entry: _Entry, accepted: list[_Entry]) -> list[Problem]:
+    known = {
+        field: sorted(name for other in accepted for name in _names(other, attribute))
+        for _, attribute, field in _POLICY_KINDS
+    }
+    label = {"timeout": "timeout", "retry": "retry", "circuitBreaker": "circuit breaker"}
+    problems = []
+    for app_id, target in entry.document.apps.items():
+        references = {
+            "timeout": target.timeout,
+            "retry": target.retry,
+            "circuitBreaker": target.circuit_breaker,
+        }
+        for field, name in references.items():
+            if name is not None and name not in known[field]:
+                problems.append(
+                    Problem(
+                        entry.source,
+                        f"spec.targets.apps.{app_id}.{field}: unknown {label[field]} policy"
+                        f" {show(name)}" + suggestion(name, known[field]),
+                    )
+                )
+    return problems
+
+
+def _merge(entries: list[_Entry]) -> ResiliencyConfig:
+    timeouts: dict[str, Any] = {}
+    retries: dict[str, Any] = {}
+    breakers: dict[str, Any] = {}
+    apps: dict[str, Any] = {}
+    for entry in entries:
+        timeouts.update(entry.document.timeouts)
+        retries.update(entry.document.retries)
+        breakers.update(entry.document.circuit_breakers)
+        apps.update(entry.document.apps)
+    return ResiliencyConfig(
+        timeouts=frozen_map(timeouts),
+        retries=frozen_map(retries),
+        circuit_breakers=frozen_map(breakers),
+        apps=frozen_map(apps),
+        resource_names=tuple(entry.document.name for entry in entries),
+    )

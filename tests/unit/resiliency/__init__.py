@@ -1,0 +1,1 @@
+"""Unit tests of the resiliency engine: fake clock, fake sleep, no sockets."""
