@@ -109,6 +109,8 @@ def load_texts(
     notes: list[Problem] = []
     rejected: list[str] = []
     entries: list[_Entry] = []
+    broken: list[tuple[str, dict[Any, Any]]] = []  # rejected by schema; references checked later
+    declared: dict[str, set[str]] = {field: set() for _, _, field in _POLICY_KINDS}
     for file, text in sources:
         try:
             documents = list(yaml.safe_load_all(text))
@@ -118,11 +120,18 @@ def load_texts(
             continue
         for index, document in enumerate(documents, start=1):
             source = f"{file}: document {index}" if len(documents) > 1 else file
+            _declare_raw_names(document, declared)
             entry = _read_document(source, document, app_id, problems, notes)
             if entry is False:
                 rejected.append(source)
+                if isinstance(document, dict) and document.get("kind") == KIND:
+                    broken.append((source, document))
             elif entry is not None and entry is not True:
                 entries.append(entry)
+    # A document with schema errors still gets its dangling references reported,
+    # so one run of `tether resiliency check` shows every problem.
+    for source, document in broken:
+        problems.extend(_raw_unknown_references(source, document, declared))
     accepted = _merge_checks(entries, problems)
     rejected.extend(entry.source for entry in entries if entry not in accepted)
     config = _merge(accepted)
@@ -165,6 +174,42 @@ def _read_document(
         )
         return True
     return _Entry(source, parsed)
+
+
+def _raw_section(document: object, *keys: str) -> dict[Any, Any]:
+    for key in keys:
+        document = document.get(key) if isinstance(document, dict) else None
+    return document if isinstance(document, dict) else {}
+
+
+def _declare_raw_names(document: object, declared: dict[str, set[str]]) -> None:
+    if not isinstance(document, dict) or document.get("kind") != KIND:
+        return
+    for kind, _, field in _POLICY_KINDS:
+        declared[field].update(
+            str(name) for name in _raw_section(document, "spec", "policies", kind)
+        )
+
+
+def _raw_unknown_references(
+    source: str, document: dict[Any, Any], declared: dict[str, set[str]]
+) -> list[Problem]:
+    label = {"timeout": "timeout", "retry": "retry", "circuitBreaker": "circuit breaker"}
+    problems = []
+    for app_id, target in _raw_section(document, "spec", "targets", "apps").items():
+        if not isinstance(target, dict):
+            continue
+        for field, names in declared.items():
+            name = target.get(field)
+            if isinstance(name, str) and name not in names:
+                problems.append(
+                    Problem(
+                        source,
+                        f"spec.targets.apps.{app_id}.{field}: unknown {label[field]} policy"
+                        f" {show(name)}" + suggestion(name, sorted(names)),
+                    )
+                )
+    return problems
 
 
 def _names(entry: _Entry, attribute: str) -> Mapping[str, Any]:

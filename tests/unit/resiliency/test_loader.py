@@ -236,3 +236,25 @@ spec:
         "res.yaml: spec.policies.retries.r.budget.ratio: must be between 0 and 1, not 2",
         "res.yaml: spec.policies.retries.r.budget.window: must be longer than 0",
     ]
+
+
+def test_dangling_references_are_reported_even_when_the_document_has_other_problems() -> None:
+    text = """
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata: {name: bad}
+spec:
+  policies:
+    timeouts: {general: "5 s"}
+    retries:
+      important: {policy: constant, duration: 50ms}
+  targets:
+    apps:
+      orders: {timeout: general, retry: importnt}
+"""
+    _, report = load_texts([("bad.yaml", text)])
+    assert report.lines() == (
+        'bad.yaml: spec.policies.timeouts.general: "5 s" is not a duration',
+        'bad.yaml: spec.targets.apps.orders.retry: unknown retry policy "importnt"'
+        ' (did you mean "important"?)',
+    )
