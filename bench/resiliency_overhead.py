@@ -10,7 +10,6 @@ Runs the same trivial async operation N times directly and N times through
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 
 import uvloop
@@ -63,7 +62,9 @@ async def measure(calls: int) -> None:
     print(f"calls: {calls}")
     print(f"direct:          {direct / calls * 1e6:7.2f} µs CPU per call")
     print(f"with resiliency: {wrapped / calls * 1e6:7.2f} µs CPU per call")
-    print(f"added:           {(wrapped - direct) / calls * 1e6:7.2f} µs CPU per call (target <= 20)")
+    print(
+        f"added:           {(wrapped - direct) / calls * 1e6:7.2f} µs CPU per call (target <= 20)"
+    )
 
 
 def main() -> None:

@@ -60,7 +60,7 @@ def declared_length(request: internals_pb2.InternalInvokeRequest) -> int | None:
     for key, value in request.metadata.items():
         if key.lower() == "content-length" and value.values:
             text = value.values[0]
-            if text.isdigit():
+            if text.isascii() and text.isdigit():
                 return int(text)
     return None
 

@@ -217,16 +217,26 @@ def _int(text: str, flag: str) -> int:
         raise UsageError(f"{flag}: {text!r} is not a whole number") from None
 
 
+class _LogfmtFormatter(logging.Formatter):
+    """Dapr's text log lines (``key=value``) with the message quoted safely."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = (
+            record.message.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        )
+        return super().formatMessage(record)
+
+
 def configure_logging(level: str, app_id: str) -> None:
-    logging.basicConfig(
-        level=_LOG_LEVELS[level],
-        format=(
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        _LogfmtFormatter(
             'time="%(asctime)s" level=%(levelname)s msg="%(message)s" '
-            f"app_id={app_id} scope=%(name)s"
-        ),
-        datefmt="%Y-%m-%dT%H:%M:%S%z",
-        stream=sys.stderr,
+            f"app_id={app_id} scope=%(name)s",
+            datefmt="%Y-%m-%dT%H:%M:%S%z",
+        )
     )
+    logging.basicConfig(level=_LOG_LEVELS[level], handlers=[handler])
 
 
 def _certs_init(args: argparse.Namespace) -> int:

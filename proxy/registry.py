@@ -51,7 +51,7 @@ class Endpoint:
     def parse(cls, address: str) -> Endpoint:
         """Parse ``host:port`` or ``[v6host]:port``; raises ValueError."""
         host, sep, port_text = address.rpartition(":")
-        if not sep or not host or not port_text.isdigit():
+        if not sep or not host or not (port_text.isascii() and port_text.isdigit()):
             raise ValueError(f"{address!r} is not host:port")
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]

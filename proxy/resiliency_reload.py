@@ -1,7 +1,9 @@
 """Loading the Resiliency files under ``--resources-path`` and reloading them
 when they change. A reload swaps the engine's snapshot: calls in flight finish
-under the old policies, breakers of unchanged policies keep their state, and a
-broken edit keeps the last good policies (and says why in the log)."""
+under the old policies, and breakers of unchanged policies keep their state.
+A file whose new version is broken keeps its last good version (the log says
+why); the other files' edits still apply, and a file that was broken from the
+start is skipped, as at start-up."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ import contextlib
 import logging
 from pathlib import Path
 
-from resiliency import LoadReport, ResiliencyConfig, ResiliencyEngine, load_resiliency
+from resiliency import LoadReport, ResiliencyConfig, ResiliencyEngine, load_texts
+from resiliency.loader import resiliency_files
 
 log = logging.getLogger("tether.resiliency")
 
@@ -28,26 +31,51 @@ def fingerprint(paths: tuple[Path, ...]) -> Fingerprint:
     return tuple(sorted(seen))
 
 
-def load(paths: tuple[Path, ...], app_id: str) -> tuple[ResiliencyConfig, LoadReport]:
-    config, report = load_resiliency(paths, app_id=app_id)
-    for line in report.lines():
-        log.error("%s", line)
-    for note in report.notes:
-        log.debug("%s", note)
-    if config.resource_names:
-        log.info("resiliency loaded: %s", ", ".join(config.resource_names))
-    return config, report
+class ResiliencyFiles:
+    """The resource files as last loaded, remembering each file's last good text."""
+
+    def __init__(self, paths: tuple[Path, ...], app_id: str) -> None:
+        self._paths = paths
+        self._app_id = app_id
+        self._good: dict[str, str] = {}
+
+    def load(self) -> tuple[ResiliencyConfig, LoadReport]:
+        files, _ = resiliency_files(self._paths)
+        texts: dict[str, str] = {}
+        for file in files:
+            try:
+                texts[str(file)] = file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                log.error("%s: cannot read: %s", file, exc)
+        config, report = load_texts(texts.items(), self._app_id)
+        broken = {source.split(": document ")[0] for source in report.rejected}
+        kept = {name for name in broken if name in self._good and self._good[name] != texts[name]}
+        for line in report.lines():
+            log.error("%s", line)
+        if kept:
+            for name in sorted(kept):
+                log.error("%s: keeping its last good version until the problems are fixed", name)
+                texts[name] = self._good[name]
+            config, report = load_texts(texts.items(), self._app_id)
+        self._good = {name: text for name, text in texts.items() if name not in broken - kept}
+        for note in report.notes:
+            log.debug("%s", note)
+        return config, report
 
 
 class ResiliencyReloader:
     """Polls the resource folders (no inotify dependency) and applies changes."""
 
     def __init__(
-        self, engine: ResiliencyEngine, paths: tuple[Path, ...], app_id: str, interval: float = 1.0
+        self,
+        engine: ResiliencyEngine,
+        files: ResiliencyFiles,
+        paths: tuple[Path, ...],
+        interval: float = 1.0,
     ) -> None:
         self._engine = engine
+        self._files = files
         self._paths = paths
-        self._app_id = app_id
         self._interval = interval
         self._seen = fingerprint(paths)
         self._task: asyncio.Task[None] | None = None
@@ -62,19 +90,15 @@ class ResiliencyReloader:
                 await self._task
 
     def check(self) -> bool:
-        """Reload if anything changed; True when new policies were applied."""
+        """Reload if anything changed; True when a new snapshot was applied."""
         current = fingerprint(self._paths)
         if current == self._seen:
             return False
         self._seen = current
-        config, report = load(self._paths, self._app_id)
-        if not report.ok:
-            log.error(
-                "resiliency: keeping the last good policies until the problems above are fixed"
-            )
-            return False
+        config, _ = self._files.load()
         self._engine.reload(config)
-        log.info("resiliency reloaded")
+        names = ", ".join(config.resource_names) or "none"
+        log.info("resiliency reloaded: %s", names)
         return True
 
     async def _watch(self) -> None:

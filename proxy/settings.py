@@ -63,7 +63,10 @@ def parse_size(text: str, flag: str) -> int:
 
 
 def parse_port(text: str, flag: str, allow_zero: bool = False) -> int:
-    if not text.isdigit() or not (0 if allow_zero else 1) <= int(text) <= 65535:
+    if (
+        not (text.isascii() and text.isdigit())
+        or not (0 if allow_zero else 1) <= int(text) <= 65535
+    ):
         raise UsageError(f"{flag}: {text!r} is not a port number (1-65535)")
     return int(text)
 

@@ -37,8 +37,7 @@ from proxy.mux_server import MuxService, ParkedBodies
 from proxy.name_resolution import RegistryHeartbeat, SqliteResolver
 from proxy.protos import internals_pb2_grpc, mux_pb2_grpc
 from proxy.registry import Endpoint, Registration, RegistryError, SqliteRegistry
-from proxy.resiliency_reload import ResiliencyReloader
-from proxy.resiliency_reload import load as load_resiliency_files
+from proxy.resiliency_reload import ResiliencyFiles, ResiliencyReloader
 from proxy.settings import SidecarSettings
 from resiliency import BreakerState, ResiliencyEngine
 
@@ -97,14 +96,17 @@ class Sidecar:
                 self._prober = AppHealthProber(probe_channel, s.app_health, self._health)
         self._callee = Callee(self._app, s.app_api_token, self._health)
         self._client = InternalClient(_security_factory(workload), grpc_message_limit(s))
-        config, report = load_resiliency_files(s.resources_paths, s.app_id)
+        resource_files = ResiliencyFiles(s.resources_paths, s.app_id)
+        config, report = resource_files.load()
+        if config.resource_names:
+            log.info("resiliency loaded: %s", ", ".join(config.resource_names))
         if s.strict_config and not report.ok:
             raise StartupError(
                 "\n".join(["--strict-config: resource files have problems:", *report.lines()])
             )
         resiliency = ResiliencyEngine(config, on_breaker_state_change=_log_breaker)
         if s.resources_paths:
-            self._reloader = ResiliencyReloader(resiliency, s.resources_paths, s.app_id)
+            self._reloader = ResiliencyReloader(resiliency, resource_files, s.resources_paths)
         await self._start_internal_server(workload)
         registration = Registration(
             registration_id=uuid.uuid4().hex,

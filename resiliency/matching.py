@@ -29,7 +29,7 @@ def parse_status_ranges(text: object, valid: tuple[int, int]) -> StatusRanges:
             continue
         low_text, dash, high_text = entry.partition("-")
         low_text, high_text = low_text.strip(), high_text.strip()
-        if not low_text.isdigit() or (dash and not high_text.isdigit()):
+        if not _digits(low_text) or (dash and not _digits(high_text)):
             raise StatusRangeError(f"{show(entry)} is not a status code or a range such as 500-599")
         low = int(low_text)
         high = int(high_text) if dash else low
@@ -61,3 +61,8 @@ class StatusMatching:
         if HTTP_CODES[0] <= code <= HTTP_CODES[1]:
             return not self.http or _contains(self.http, code)
         return False
+
+
+def _digits(text: str) -> bool:
+    # str.isdigit() also accepts digits such as "²" that int() refuses.
+    return text.isascii() and text.isdigit()

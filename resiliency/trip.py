@@ -111,12 +111,12 @@ def _tokenize(source: str) -> list[_Token]:
         column = index + 1
         if char.isspace():
             index += 1
-        elif char.isdigit():
+        elif char in "0123456789":
             end = index
             while end < len(source) and (source[end].isalnum() or source[end] in "._"):
                 end += 1
             text = source[index:end]
-            if not text.isdigit():
+            if not (text.isascii() and text.isdigit()):
                 kind = "float literal" if "." in text else "number"
                 raise _fail(
                     f"{kind} {show(text)} at column {column} is not supported (integers only)"

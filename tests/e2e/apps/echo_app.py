@@ -99,6 +99,21 @@ class Handler(BaseHTTPRequestHandler):
                 with LOCK:
                     server.concurrent_now -= 1  # type: ignore[attr-defined]
             self._send(200, json.dumps({"in_flight": in_flight, "peak": peak}).encode())
+        elif parts[0] == "fail" and len(parts) > 3:
+            # /fail/<count>/<status>/<key>: the first <count> requests for <key> answer
+            # <status> with {"failed": n}; later ones answer 200 with {"ok": n}
+            # (n counts this key's requests from 1; state kept on the server object).
+            count, status, key = int(parts[1]), int(parts[2]), parts[3]
+            server = self.server
+            with LOCK:
+                seen = getattr(server, "fail_counts", None)
+                if seen is None:
+                    seen = server.fail_counts = {}  # type: ignore[attr-defined]
+                seen[key] = number = seen.get(key, 0) + 1
+            if number <= count:
+                self._send(status, json.dumps({"failed": number}).encode())
+            else:
+                self._send(200, json.dumps({"ok": number}).encode())
         else:
             self._send(200, json.dumps(entry).encode(), extra=[("x-echo", "yes")])
 
