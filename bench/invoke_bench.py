@@ -472,12 +472,17 @@ def _bench(args: argparse.Namespace, home: Path, procs: list[Proc]) -> int:
         else:
             profiler = [py_spy, "record", "--rate", "200", "--format", "raw"]
     mtls_flag = "--enable-mtls" if mtls else "--enable-mtls=false"
-    common = [mtls_flag, "--dapr-internal-grpc-listen-address", "127.0.0.1", *args.sidecar_arg]
+    common = [mtls_flag, "--dapr-internal-grpc-listen-address", "127.0.0.1",
+              "--metrics-listen-address", "127.0.0.1", *args.sidecar_arg]  # fmt: skip
+    if not any(a.startswith(("--metrics-port", "--enable-metrics")) for a in args.sidecar_arg):
+        common.append("--enable-metrics=false")  # measure the bare hop unless asked
     sidecar_argv = {
         "orders": [*tether, "sidecar", "--app-id", "orders", "--app-port", str(app_port),
-                   "--dapr-http-port", str(orders_port), *common],
+                   "--dapr-http-port", str(orders_port), "--metrics-port", str(free_port()),
+                   *common],
         "checkout": [*tether, "sidecar", "--app-id", "checkout",
-                     "--dapr-http-port", str(checkout_port), *common],
+                     "--dapr-http-port", str(checkout_port), "--metrics-port", str(free_port()),
+                     *common],
     }  # fmt: skip
     profiles: dict[str, Path] = {}
     sidecars: list[Proc] = []

@@ -6,14 +6,21 @@ local shortcut."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from proxy.app_channel import AppResponse, HttpAppChannel
 from proxy.app_health import AppHealthState
 from proxy.body import Body, BodyReadError
 from proxy.errors import AppChannelError, CallRejected, InvalidMethod, StreamProtocolError
-from proxy.header_rules import CallerIdentity, app_request_headers, response_metadata
+from proxy.header_rules import (
+    CALLER_APP_ID,
+    CallerIdentity,
+    app_request_headers,
+    response_metadata,
+)
 from proxy.method_path import normalize_method
+from proxy.metrics import Metrics
 from proxy.protos import common_pb2, internals_pb2
 
 _VERB_NAMES = {
@@ -65,18 +72,6 @@ def declared_length(request: internals_pb2.InternalInvokeRequest) -> int | None:
     return None
 
 
-async def call_app(
-    channel: HttpAppChannel,
-    request: internals_pb2.InternalInvokeRequest,
-    body: Body,
-    *,
-    verified_caller: CallerIdentity | None,
-    app_api_token: str | None,
-) -> AppResponse:
-    call = prepare_app_call(request, verified_caller=verified_caller, app_api_token=app_api_token)
-    return await channel.call(call.verb, call.target, call.headers, body)
-
-
 @dataclass(frozen=True, slots=True)
 class Callee:
     """What every inbound transport needs to hand a call to the local app."""
@@ -85,6 +80,7 @@ class Callee:
     app_api_token: str | None
     # Set when app health checks are on: calls are refused while it is unhealthy.
     health: AppHealthState | None = None
+    metrics: Metrics | None = None
 
     async def serve(
         self,
@@ -93,6 +89,30 @@ class Callee:
         caller: CallerIdentity | None,
     ) -> AppResponse:
         """Call the app; raise CallRejected with the gRPC code Dapr would answer."""
+        metrics = self.metrics
+        source = caller.app_id if caller is not None else _claimed_caller(request)
+        if metrics is not None:
+            metrics.req_recv(source)
+        try:
+            response, call, latency_ms = await self._serve(request, body, caller)
+        except CallRejected as exc:
+            if metrics is not None:
+                metrics.res_sent(source, exc.code)
+            raise
+        if metrics is not None:
+            sent = len(body.head) if body.complete else (body.length or 0)
+            received = len(response.body.head) if response.body.complete else 0
+            status = response.status
+            metrics.http_client(call.verb, call.target, status, latency_ms, sent, received)
+            metrics.res_sent(source, str(status))
+        return response
+
+    async def _serve(
+        self,
+        request: internals_pb2.InternalInvokeRequest,
+        body: Body,
+        caller: CallerIdentity | None,
+    ) -> tuple[AppResponse, AppCall, float]:
         if request.ver != internals_pb2.V1:
             raise CallRejected("UNIMPLEMENTED", f"unsupported api version {request.ver}")
         if self.app is None:
@@ -100,13 +120,24 @@ class Callee:
         if self.health is not None and not self.health.healthy:
             raise CallRejected("INTERNAL", "app is not in a healthy state")
         try:
-            return await call_app(
-                self.app, request, body, verified_caller=caller, app_api_token=self.app_api_token
+            call = prepare_app_call(
+                request, verified_caller=caller, app_api_token=self.app_api_token
             )
+            started = time.perf_counter()
+            response = await self.app.call(call.verb, call.target, call.headers, body)
         except InvalidMethod as exc:
             raise CallRejected("INVALID_ARGUMENT", str(exc)) from exc
         except (AppChannelError, StreamProtocolError, BodyReadError) as exc:
             raise CallRejected("INTERNAL", f"error invoking app channel: {exc}") from exc
+        return response, call, (time.perf_counter() - started) * 1000
+
+
+def _claimed_caller(request: internals_pb2.InternalInvokeRequest) -> str:
+    """The caller's app ID as its sidecar claims it (used when mTLS is off)."""
+    for key, value in request.metadata.items():
+        if key.lower() == CALLER_APP_ID and value.values:
+            return value.values[0]
+    return "unknown"
 
 
 def response_head(response: AppResponse) -> internals_pb2.InternalInvokeResponse:

@@ -7,7 +7,6 @@ non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -22,6 +21,7 @@ from proxy import grpc_tuning
 from proxy.app_health import HealthCheckSettings
 from proxy.configuration import ConfigError, load_configuration
 from proxy.errors import TetherError, UsageError
+from proxy.logs import LEVELS, configure_logging
 from proxy.resources import check_resources
 from proxy.settings import (
     DEFAULT_TRUST_DOMAIN,
@@ -39,9 +39,6 @@ DEFAULT_CERTS_DIR = "~/.tether/certs"
 # daprd flags that later work builds; refused until they do what they say.
 _NOT_YET = {
     "--dapr-grpc-port": "the Dapr gRPC API",
-    "--metrics-port": "metrics",
-    "--enable-metrics": "metrics",
-    "--metrics-listen-address": "metrics",
     "--dapr-public-port": "the public health port",
     "--dapr-public-listen-address": "the public health port",
     "--profile-port": "profiling",
@@ -51,13 +48,10 @@ _NOT_YET = {
     "--control-plane-address": "a control plane",
     "--placement-host-address": "actors",
     "--scheduler-host-address": "the scheduler",
-    "--log-as-json": "JSON logs",
     "--enable-api-logging": "API logging",
     "--dapr-block-shutdown-duration": "blocked shutdown",
     "--allowed-origins": "CORS",
 }
-_LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-               "error": logging.ERROR, "fatal": logging.CRITICAL}  # fmt: skip
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,7 +78,12 @@ def _add_sidecar_flags(parser: argparse.ArgumentParser) -> None:
     add("--enable-mtls", nargs="?", const="true", default=None,
         help="mTLS between sidecars (default: off for sidecar, on for run)")  # fmt: skip
     add("--certs-dir", default=DEFAULT_CERTS_DIR, help="local CA folder (tether certs init)")
-    add("--log-level", default="info", choices=sorted(_LOG_LEVELS), help="log verbosity")
+    add("--log-level", default="info", choices=sorted(LEVELS), help="log verbosity")
+    add("--log-as-json", nargs="?", const="true", default="false", help="JSON log lines")
+    add("--enable-metrics", nargs="?", const="true", default=None,
+        help="serve Prometheus metrics (default true)")  # fmt: skip
+    add("--metrics-port", default="", help="metrics port (default 9090; a free one under run)")
+    add("--metrics-listen-address", default="0.0.0.0", help="metrics bind address")
     add("--max-body-size", default="4Mi", help="largest request body accepted")
     add("--read-buffer-size", default="4Ki", help="largest request head (line + headers)")
     add("--dapr-graceful-shutdown-seconds", default="5", help="drain time on shutdown")
@@ -168,11 +167,14 @@ def settings_from_args(
         ),
         certs_dir=Path(args.certs_dir).expanduser(),
         log_level=args.log_level,
+        log_as_json=parse_bool(args.log_as_json, "--log-as-json"),
         max_body_size=parse_size(args.max_body_size, "--max-body-size"),
         read_buffer_size=parse_size(args.read_buffer_size, "--read-buffer-size"),
         graceful_shutdown_seconds=float(
             _int(args.dapr_graceful_shutdown_seconds, "--dapr-graceful-shutdown-seconds")
         ),
+        metrics_port=parse_port(args.metrics_port, "--metrics-port") if args.metrics_port else 9090,
+        metrics_listen_address=args.metrics_listen_address,
         app_health=_health_settings(args),
         strict_config=args.strict_config,
         api_token=env.get("DAPR_API_TOKEN") or None,
@@ -186,8 +188,15 @@ def settings_from_args(
         resolution = configuration.name_resolution
         if resolution.registry_path is not None:
             settings = replace(settings, registry_path=resolution.registry_path)
-        settings = replace(settings, registry_update_interval=resolution.update_interval)
-    return settings
+        settings = replace(
+            settings,
+            registry_update_interval=resolution.update_interval,
+            metric=configuration.metric,
+        )
+    enabled = settings.metric.enabled
+    if args.enable_metrics is not None:
+        enabled = parse_bool(args.enable_metrics, "--enable-metrics")
+    return replace(settings, metrics_enabled=True if enabled is None else enabled)
 
 
 def _health_settings(args: argparse.Namespace) -> HealthCheckSettings | None:
@@ -215,28 +224,6 @@ def _int(text: str, flag: str) -> int:
         return int(text)
     except ValueError:
         raise UsageError(f"{flag}: {text!r} is not a whole number") from None
-
-
-class _LogfmtFormatter(logging.Formatter):
-    """Dapr's text log lines (``key=value``) with the message quoted safely."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        record.message = (
-            record.message.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        )
-        return super().formatMessage(record)
-
-
-def configure_logging(level: str, app_id: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        _LogfmtFormatter(
-            'time="%(asctime)s" level=%(levelname)s msg="%(message)s" '
-            f"app_id={app_id} scope=%(name)s",
-            datefmt="%Y-%m-%dT%H:%M:%S%z",
-        )
-    )
-    logging.basicConfig(level=_LOG_LEVELS[level], handlers=[handler])
 
 
 def _certs_init(args: argparse.Namespace) -> int:
@@ -289,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "resiliency":
             return _resiliency_check(args.files)
         settings = settings_from_args(args, os.environ, mtls_default=args.command == "run")
-        configure_logging(settings.log_level, settings.app_id)
+        configure_logging(settings.log_level, settings.app_id, settings.log_as_json)
         if args.command == "sidecar":
             if command_line:
                 raise UsageError("'tether sidecar' takes no command; use 'tether run ... -- CMD'")

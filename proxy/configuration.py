@@ -20,11 +20,9 @@ KIND = "Configuration"
 SUPPORTED_RESOLVERS = ("sqlite",)
 
 _TOP_LEVEL_KEYS = ("apiVersion", "kind", "metadata", "spec")
-_IMPLEMENTED_SPEC_KEYS = ("nameResolution",)
+_IMPLEMENTED_SPEC_KEYS = ("nameResolution", "metric", "metrics")
 _UNIMPLEMENTED_SPEC_KEYS = (
     "tracing",
-    "metric",
-    "metrics",
     "accessControl",
     "mtls",
     "features",
@@ -63,9 +61,21 @@ class NameResolutionSettings:
 
 
 @dataclass(frozen=True)
+class MetricConfig:
+    """``spec.metric`` (alias ``metrics``); None means "not set here"."""
+
+    enabled: bool | None = None
+    increased_cardinality: bool = True  # Dapr's default: raw paths as labels
+    path_matching: tuple[str, ...] = ()
+    exclude_verbs: bool = False
+    latency_buckets_ms: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
 class ConfigurationSettings:
     name: str
     name_resolution: NameResolutionSettings
+    metric: MetricConfig = MetricConfig()
 
 
 _UNIT_SECONDS = {
@@ -315,6 +325,66 @@ def _name_resolution(problems: _Problems, value: object) -> NameResolutionSettin
     return NameResolutionSettings(component, registry_path, update_interval)
 
 
+_METRIC_KEYS = ("enabled", "recordErrorCodes", "latencyDistributionBuckets", "http", "rules")
+_METRIC_HTTP_KEYS = ("increasedCardinality", "pathMatching", "excludeVerbs")
+
+
+def _boolean(problems: _Problems, field: str, value: object) -> bool | None:
+    if not isinstance(value, bool):
+        problems.add(field, f"expected true or false, got {_type_name(value)}")
+        return None
+    return value
+
+
+def _metric(problems: _Problems, key: str, value: object) -> MetricConfig:
+    field = f"spec.{key}"
+    section = problems.mapping(field, value)
+    if section is None:
+        return MetricConfig()
+    enabled = None
+    buckets: tuple[float, ...] | None = None
+    http: dict[str, object] = {}
+    for name, item in section.items():
+        sub = f"{field}.{name}"
+        if name == "enabled":
+            enabled = _boolean(problems, sub, item)
+        elif name == "recordErrorCodes":
+            if _boolean(problems, sub, item):
+                problems.add(sub, "error-code metrics are not supported yet by tether")
+        elif name == "rules":
+            if item:
+                problems.add(sub, "metric label rules are not supported yet by tether")
+        elif name == "latencyDistributionBuckets":
+            numbers = item if isinstance(item, list) else None
+            if not numbers or not all(
+                isinstance(n, int | float) and not isinstance(n, bool) and n > 0 for n in numbers
+            ):
+                problems.add(sub, "expected a list of positive numbers (milliseconds)")
+            else:
+                buckets = tuple(sorted(float(n) for n in numbers))
+        elif name == "http":
+            http = problems.mapping(sub, item) or {}
+        else:
+            problems.add_raw(_unknown(sub, name, _METRIC_KEYS))
+    increased, exclude_verbs, templates = True, False, ()
+    for name, item in http.items():
+        sub = f"{field}.http.{name}"
+        if name == "increasedCardinality":
+            increased = _boolean(problems, sub, item) is not False
+        elif name == "excludeVerbs":
+            exclude_verbs = _boolean(problems, sub, item) is True
+        elif name == "pathMatching":
+            if not isinstance(item, list) or not all(
+                isinstance(t, str) and t.startswith("/") for t in item
+            ):
+                problems.add(sub, "expected a list of paths starting with /")
+            else:
+                templates = tuple(item)
+        else:
+            problems.add_raw(_unknown(sub, name, _METRIC_HTTP_KEYS))
+    return MetricConfig(enabled, increased, templates, exclude_verbs, buckets)
+
+
 def _settings(problems: _Problems, document: object) -> ConfigurationSettings | None:
     if document is None:
         problems.add_raw("the file is empty")
@@ -330,17 +400,22 @@ def _settings(problems: _Problems, document: object) -> ConfigurationSettings | 
     _check_literal(problems, doc, "kind", KIND)
     name = _name(problems, doc)
     name_resolution = NameResolutionSettings()
+    metric = MetricConfig()
     spec = {} if doc.get("spec") is None else problems.mapping("spec", doc["spec"])
     if spec is not None:
+        if "metric" in spec and "metrics" in spec:
+            problems.add("spec.metrics", 'give either "metric" or its alias "metrics", not both')
         for key, value in spec.items():
             if key == "nameResolution":
                 name_resolution = _name_resolution(problems, value)
+            elif key in ("metric", "metrics"):
+                metric = _metric(problems, key, value)
             elif key in _UNIMPLEMENTED_SPEC_KEYS:
                 problems.add(f"spec.{key}", "not supported yet by tether")
             else:
                 known = _IMPLEMENTED_SPEC_KEYS + _UNIMPLEMENTED_SPEC_KEYS
                 problems.add_raw(_unknown(f"spec.{key}", key, known))
-    return ConfigurationSettings(name, name_resolution)
+    return ConfigurationSettings(name, name_resolution, metric)
 
 
 def load_configuration(path: Path) -> ConfigurationSettings:

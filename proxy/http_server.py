@@ -51,6 +51,8 @@ class HttpResponse:
 
 
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
+# Called after each response: request, status, latency (ms), body bytes in, body bytes out.
+Observer = Callable[[HttpRequest, int, float, int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +70,11 @@ class HttpLimits:
 
 
 class HttpServer:
-    def __init__(self, handler: Handler, limits: HttpLimits) -> None:
+    def __init__(
+        self, handler: Handler, limits: HttpLimits, observe: Observer | None = None
+    ) -> None:
         self._handler = handler
+        self._observe = observe
         self._limits = limits
         self._servers: list[asyncio.Server] = []
         self._writers: set[asyncio.StreamWriter] = set()
@@ -123,6 +128,8 @@ class HttpServer:
             return False
         if not isinstance(event, h11.Request):
             return False  # ConnectionClosed
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         status, problem = _head_problem(event, seen, self._limits.max_header_bytes)
         if status:
             await self._reject(conn, writer, status, problem)
@@ -147,7 +154,12 @@ class HttpServer:
                 status = 413 if isinstance(request.body_error, BodyTooLarge) else 400
                 await self._reject(conn, writer, status, str(request.body_error))
                 return False
-            await self._respond(conn, writer, response)
+            sent = await self._respond(conn, writer, response)
+            if self._observe is not None:
+                body = request.body
+                received = len(body.head) if body.complete else (body.length or 0)
+                latency_ms = (loop.time() - started) * 1000
+                self._observe(request, response.status, latency_ms, received, sent)
         finally:
             self._busy -= 1
             if self._busy == 0:
@@ -203,7 +215,8 @@ class HttpServer:
 
     async def _respond(
         self, conn: h11.Connection, writer: asyncio.StreamWriter, response: HttpResponse
-    ) -> None:
+    ) -> int:
+        """Send the response; the number of body bytes sent."""
         headers = response.headers
         body = response.body
         if body.complete and not any(name == b"content-length" for name, _ in headers):
@@ -219,21 +232,24 @@ class HttpServer:
         except h11.LocalProtocolError as exc:
             await close_body(body)
             await self._reject(conn, writer, 502, f"invalid response from upstream: {exc}")
-            return
+            return 0
         if body.complete:
             parts = [head]
             if body.head:
                 parts.append(conn.send(h11.Data(data=body.head)))
             parts.append(conn.send(h11.EndOfMessage()))
             await _write(writer, b"".join(p for p in parts if p))
-            return
+            return len(body.head)
         await _write(writer, head)
+        sent = 0
         try:
             async for chunk in body.chunks():
                 await _write(writer, conn.send(h11.Data(data=chunk)))
+                sent += len(chunk)
             await _write(writer, conn.send(h11.EndOfMessage()))
         finally:
             await close_body(body)
+        return sent
 
     async def _reject(
         self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int, message: str

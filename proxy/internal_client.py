@@ -18,6 +18,7 @@ from proxy.mux_client import MuxConnection, MuxUnsupported
 from proxy.mux_server import INLINE_LIMIT
 from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc, mux_pb2_grpc
 from proxy.registry import Endpoint
+from proxy.rpc_methods import CALL_LOCAL, CALL_LOCAL_STREAM, MUX_CALL
 
 # Builds (credentials, extra channel options) for a peer; None means plaintext.
 SecurityFactory = Callable[[SpiffeId], tuple[grpc.ChannelCredentials, list[tuple[str, str]]]]
@@ -36,6 +37,7 @@ class RemoteResponse:
     headers: dict[str, list[str]]
     content_type: str
     body: Body
+    method: str  # which transport carried it (one of the names above)
 
 
 class InternalClient:
@@ -123,7 +125,7 @@ class InternalClient:
             connection = MuxConnection(channel.multiplex)
             self._mux[key] = connection
         response, body = await connection.invoke(request, data)
-        return _remote_response(response, body)
+        return _remote_response(response, body, MUX_CALL)
 
     async def _invoke_stream(
         self, stub: Any, request: internals_pb2.InternalInvokeRequest, body: Body
@@ -163,7 +165,9 @@ class InternalClient:
             call.cancel()
             raise InvocationFailed("callee closed the stream without a response", "INTERNAL")
         head = leading.payload.data if leading.HasField("payload") else b""
-        return _remote_response(leading.response, Body(head, _read_rest(call, writer)))
+        return _remote_response(
+            leading.response, Body(head, _read_rest(call, writer)), CALL_LOCAL_STREAM
+        )
 
     async def _invoke_unary(
         self,
@@ -178,7 +182,7 @@ class InternalClient:
             response = await stub.CallLocal(unary)
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc) from exc
-        return _remote_response(response, Body(response.message.data.value))
+        return _remote_response(response, Body(response.message.data.value), CALL_LOCAL)
 
     async def close(self) -> None:
         for connection in self._mux.values():
@@ -236,12 +240,15 @@ async def _read_rest(
                 await writer
 
 
-def _remote_response(response: internals_pb2.InternalInvokeResponse, body: Body) -> RemoteResponse:
+def _remote_response(
+    response: internals_pb2.InternalInvokeResponse, body: Body, method: str
+) -> RemoteResponse:
     return RemoteResponse(
         status=response.status.code,
         headers={key: list(value.values) for key, value in response.headers.items()},
         content_type=response.message.content_type,
         body=body,
+        method=method,
     )
 
 

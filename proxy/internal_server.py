@@ -3,6 +3,7 @@ a callee sidecar serves it to other sidecars (tether or daprd)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import NoReturn
 
@@ -13,7 +14,9 @@ from proxy.body import Body, BodyTooLarge, close_body
 from proxy.callee import Callee, declared_length, response_head
 from proxy.errors import AppChannelError, CallRejected, StreamProtocolError
 from proxy.header_rules import CallerIdentity
+from proxy.metrics import Metrics
 from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc
+from proxy.rpc_methods import CALL_LOCAL, CALL_LOCAL_STREAM
 
 # Verifies the peer and returns its identity; None when mTLS is off.
 IdentityCheck = Callable[[grpc.aio.ServicerContext], CallerIdentity | None]
@@ -25,26 +28,45 @@ async def abort(context: grpc.aio.ServicerContext, code: str, message: str) -> N
 
 
 class ServiceInvocation(internals_pb2_grpc.ServiceInvocationServicer):  # type: ignore[misc]
-    def __init__(self, callee: Callee, identify_caller: IdentityCheck, max_body_size: int) -> None:
+    def __init__(
+        self,
+        callee: Callee,
+        identify_caller: IdentityCheck,
+        max_body_size: int,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._callee = callee
         self._identify = identify_caller
         self._max_body_size = max_body_size
+        self._metrics = metrics
 
     async def _serve(
         self,
+        method: str,
         request: internals_pb2.InternalInvokeRequest,
         body: Body,
         context: grpc.aio.ServicerContext,
     ) -> AppResponse:
+        started = time.perf_counter()
         try:
-            return await self._callee.serve(request, body, self._identify(context))
+            response = await self._callee.serve(request, body, self._identify(context))
         except CallRejected as exc:
+            self._record(method, exc.code, started, len(body.head), 0)
             await abort(context, exc.code, str(exc))
+        head = response.body.head
+        self._record(method, "OK", started, len(body.head), len(head))
+        return response
+
+    def _record(self, method: str, status: str, started: float, received: int, sent: int) -> None:
+        # Counted when the answer's head is ready: bytes are those of the first messages.
+        if self._metrics is not None:
+            latency_ms = (time.perf_counter() - started) * 1000
+            self._metrics.grpc_server(method, status, latency_ms, received, sent)
 
     async def CallLocal(
         self, request: internals_pb2.InternalInvokeRequest, context: grpc.aio.ServicerContext
     ) -> internals_pb2.InternalInvokeResponse:
-        response = await self._serve(request, Body(request.message.data.value), context)
+        response = await self._serve(CALL_LOCAL, request, Body(request.message.data.value), context)
         try:
             data = await response.body.read_all(self._max_body_size)
         except (BodyTooLarge, AppChannelError) as exc:
@@ -74,7 +96,7 @@ class ServiceInvocation(internals_pb2_grpc.ServiceInvocationServicer):  # type: 
             body = Body(head, None, length)  # complete: can be resent on a fresh app connection
         else:
             body = Body(head, _request_chunks(request_iterator, expected_seq), length)
-        response = await self._serve(first.request, body, context)
+        response = await self._serve(CALL_LOCAL_STREAM, first.request, body, context)
         leading: internals_pb2.InternalInvokeResponseStream | None = (
             internals_pb2.InternalInvokeResponseStream(response=response_head(response))
         )

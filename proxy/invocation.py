@@ -4,7 +4,9 @@ our own app ID, straight to the local app channel, as daprd does)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 from certs.errors import InvalidSpiffeId
@@ -21,6 +23,7 @@ from proxy.header_rules import (
 )
 from proxy.http_server import HttpRequest, HttpResponse
 from proxy.internal_client import InternalClient
+from proxy.metrics import Metrics
 from proxy.name_resolution import ResolveError, Resolver
 from proxy.protos import common_pb2, internals_pb2
 from proxy.routing import Route, split_app_id
@@ -33,6 +36,7 @@ from resiliency import (
     Outcome,
     ResiliencyEngine,
 )
+from resiliency.lookup import AppPolicy
 
 log = logging.getLogger("tether.invoke")
 
@@ -62,7 +66,9 @@ class Invoker:
         callee: Callee,
         resiliency: ResiliencyEngine,
         replay_limit: int,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._here = locality
         self._resolver = resolver
         self._client = client
@@ -84,9 +90,24 @@ class Invoker:
         runner = self._resiliency.runner_for(
             target.app_id, route.method, streaming=not body.complete
         )
-        attempt_header = runner.policy.attempt_header
+        policy = runner.policy
+        attempt_header = policy.attempt_header
+        attempts = 0
+
+        def count_attempt(number: int) -> None:
+            nonlocal attempts
+            attempts = number
 
         async def send(attempt: int) -> _Answer:
+            try:
+                return await send_once(attempt)
+            except asyncio.CancelledError:
+                # Only the per-attempt timeout cancels an attempt from inside the runner.
+                if policy.timeout is not None:
+                    self._policy_fired("timeout", target.app_id)
+                raise
+
+        async def send_once(attempt: int) -> _Answer:
             outgoing = message
             if attempt_header:
                 outgoing = internals_pb2.InternalInvokeRequest()
@@ -110,7 +131,9 @@ class Invoker:
             return answer
 
         try:
-            answer = await runner.run(send, _classify, errors=_classify_error)
+            answer = await runner.run(
+                send, _classify, errors=_classify_error, on_attempt=count_attempt
+            )
         except BreakerRejected as exc:
             return HttpResponse.of(dapr_errors.direct_invoke_failed(target_id, str(exc)))
         except (AttemptTimedOut, DeadlineExceeded):
@@ -129,7 +152,38 @@ class Invoker:
             # For a broken request body the edge answers 400/413 in place of this.
             status = 400 if exc.code == "INVALID_ARGUMENT" else 500
             return HttpResponse.of(dapr_errors.direct_invoke_failed(target_id, str(exc), status))
+        finally:
+            if self._metrics is not None:
+                self._count_policies(policy, target.app_id, retried=attempts > 1)
         return HttpResponse(answer.status, answer.headers, answer.body)
+
+    def _resiliency_name(self) -> str:
+        # Dapr labels with the resource that was loaded last.
+        names = self._resiliency.config.resource_names
+        return names[-1] if names else ""
+
+    def _count_policies(self, policy: AppPolicy, app_id: str, *, retried: bool) -> None:
+        """dapr_resiliency_count once per call per policy kind; a retry fires once per call."""
+        metrics = self._metrics
+        name = self._resiliency_name()
+        if metrics is None or not name:
+            return
+        namespace, target = self._here.identity.namespace, f"app_{app_id}"
+        for kind, present in (
+            ("timeout", policy.timeout),
+            ("retry", policy.retry),
+            ("circuitbreaker", policy.circuit_breaker),
+        ):
+            if present is not None:
+                metrics.resiliency_count(name, kind, namespace, "outbound", target)
+        if retried and policy.retry is not None:
+            metrics.resiliency_activation(name, "retry", namespace, "outbound", target)
+
+    def _policy_fired(self, kind: str, app_id: str) -> None:
+        name = self._resiliency_name()
+        if self._metrics is not None and name:
+            namespace = self._here.identity.namespace
+            self._metrics.resiliency_activation(name, kind, namespace, "outbound", f"app_{app_id}")
 
     async def _send_remote(
         self,
@@ -140,13 +194,26 @@ class Invoker:
         body: Body,
     ) -> _Answer:
         endpoint = await self._resolver.resolve(app_id, namespace)
+        metrics = self._metrics
+        streaming = not body.complete
+        if metrics is not None:
+            metrics.req_sent(app_id, streaming)
+        started = time.perf_counter()
         try:
             remote = await self._client.invoke(endpoint, peer, message, body)
         except InvocationFailed as exc:
             if exc.grpc_code in _CONNECTION_CODES:
                 self._resolver.evict(app_id, namespace, endpoint)
                 self._client.discard(endpoint, peer)
+            if metrics is not None:
+                latency_ms = (time.perf_counter() - started) * 1000
+                metrics.res_recv(app_id, exc.grpc_code, streaming, latency_ms)
             raise
+        if metrics is not None:
+            latency_ms = (time.perf_counter() - started) * 1000
+            metrics.res_recv(app_id, str(remote.status), streaming, latency_ms)
+            received = len(remote.body.head)
+            metrics.grpc_client(remote.method, "OK", latency_ms, len(body.head), received)
         status = remote.status
         if status < 100:
             # A gRPC status from a gRPC app: Dapr's HTTPStatusFromCode.

@@ -9,16 +9,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
 
 import grpc
 
 from proxy.body import Body, close_body
 from proxy.callee import Callee, response_head
+from proxy.dapr_errors import grpc_code_name
 from proxy.errors import AppChannelError, CallRejected
 from proxy.header_rules import CallerIdentity
 from proxy.internal_server import IdentityCheck, abort
+from proxy.metrics import Metrics
 from proxy.protos import common_pb2, mux_pb2, mux_pb2_grpc
+from proxy.rpc_methods import MUX_CALL
 
 log = logging.getLogger("tether.mux")
 
@@ -79,8 +83,13 @@ async def read_inline(body: Body, limit: int) -> tuple[bytes, bool]:
 
 class MuxService(mux_pb2_grpc.MultiplexServicer):  # type: ignore[misc]
     def __init__(
-        self, callee: Callee, identify_caller: IdentityCheck, parked: ParkedBodies
+        self,
+        callee: Callee,
+        identify_caller: IdentityCheck,
+        parked: ParkedBodies,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._callee = callee
         self._identify = identify_caller
         self._parked = parked
@@ -134,6 +143,19 @@ class MuxService(mux_pb2_grpc.MultiplexServicer):  # type: ignore[misc]
             handler.cancel()
 
     async def _answer(
+        self, frame: mux_pb2.MuxFrame, caller: CallerIdentity | None
+    ) -> mux_pb2.MuxFrame:
+        started = time.perf_counter()
+        reply = await self._reply(frame, caller)
+        if self._metrics is not None:
+            status = grpc_code_name(reply.error.code) if reply.HasField("error") else "OK"
+            latency_ms = (time.perf_counter() - started) * 1000
+            received = len(frame.request.message.data.value)
+            sent = len(reply.response.message.data.value)
+            self._metrics.grpc_server(MUX_CALL, status, latency_ms, received, sent)
+        return reply
+
+    async def _reply(
         self, frame: mux_pb2.MuxFrame, caller: CallerIdentity | None
     ) -> mux_pb2.MuxFrame:
         request = frame.request

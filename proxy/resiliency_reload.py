@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from resiliency import LoadReport, ResiliencyConfig, ResiliencyEngine, load_texts
@@ -71,8 +72,10 @@ class ResiliencyReloader:
         engine: ResiliencyEngine,
         files: ResiliencyFiles,
         paths: tuple[Path, ...],
+        on_loaded: Callable[[ResiliencyConfig], None] | None = None,
         interval: float = 1.0,
     ) -> None:
+        self._on_loaded = on_loaded
         self._engine = engine
         self._files = files
         self._paths = paths
@@ -97,6 +100,8 @@ class ResiliencyReloader:
         self._seen = current
         config, _ = self._files.load()
         self._engine.reload(config)
+        if self._on_loaded is not None:
+            self._on_loaded(config)
         names = ", ".join(config.resource_names) or "none"
         log.info("resiliency reloaded: %s", names)
         return True

@@ -12,6 +12,7 @@ import fcntl
 import http.client
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -56,6 +57,12 @@ def _healthy(port: int) -> bool:
         connection.close()
 
 
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 def _stop(process: subprocess.Popen[bytes], grace: float) -> int:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -73,6 +80,9 @@ def run_with_app(sidecar_flags: list[str], command: list[str], settings: Sidecar
         ensure_local_ca(settings)
     flags = [f for f in sidecar_flags if not f.startswith("--enable-mtls")]
     flags.append(f"--enable-mtls={'true' if settings.enable_mtls else 'false'}")
+    if settings.metrics_enabled and not any(f.startswith("--metrics-port") for f in flags):
+        # Like `dapr run`: several apps on one machine must not all want 9090.
+        flags.append(f"--metrics-port={_free_port(settings.metrics_listen_address)}")
     sidecar = subprocess.Popen([sys.executable, "-m", "proxy", "sidecar", *flags])
     grace = settings.graceful_shutdown_seconds + 2
     received: list[int] = []

@@ -13,6 +13,7 @@ from pathlib import Path
 from certs.errors import InvalidSpiffeId
 from certs.spiffe import validate_app_id, validate_namespace
 from proxy.app_health import HealthCheckSettings
+from proxy.configuration import MetricConfig
 from proxy.errors import UsageError
 from proxy.registry import default_registry_path
 
@@ -42,6 +43,11 @@ class SidecarSettings:
     enable_mtls: bool = False
     certs_dir: Path = field(default_factory=lambda: Path("~/.tether/certs").expanduser())
     log_level: str = "info"
+    log_as_json: bool = False
+    metrics_enabled: bool = True
+    metrics_port: int = 9090
+    metrics_listen_address: str = "0.0.0.0"
+    metric: MetricConfig = field(default_factory=MetricConfig)
     max_body_size: int = 4 * 1024 * 1024
     read_buffer_size: int = 4 * 1024
     graceful_shutdown_seconds: float = 5.0

@@ -27,19 +27,22 @@ from proxy.app_channel import HttpAppChannel
 from proxy.app_health import AppHealthProber, AppHealthState
 from proxy.body import CHUNK_SIZE
 from proxy.callee import Callee
+from proxy.configuration import MetricConfig
 from proxy.errors import TetherError
 from proxy.header_rules import CallerIdentity
 from proxy.http_server import HttpLimits, HttpServer
 from proxy.internal_client import InternalClient, SecurityFactory
 from proxy.internal_server import ServiceInvocation
 from proxy.invocation import Invoker, Locality
+from proxy.metrics import Metrics, MetricSettings
+from proxy.metrics_server import api_observer, metrics_server
 from proxy.mux_server import MuxService, ParkedBodies
 from proxy.name_resolution import RegistryHeartbeat, SqliteResolver
 from proxy.protos import internals_pb2_grpc, mux_pb2_grpc
 from proxy.registry import Endpoint, Registration, RegistryError, SqliteRegistry
 from proxy.resiliency_reload import ResiliencyFiles, ResiliencyReloader
 from proxy.settings import SidecarSettings
-from resiliency import BreakerState, ResiliencyEngine
+from resiliency import BreakerState, ResiliencyConfig, ResiliencyEngine
 
 log = logging.getLogger("tether.sidecar")
 
@@ -67,6 +70,11 @@ class Sidecar:
         self._health: AppHealthState | None = None
         self._prober: AppHealthProber | None = None
         self._callee = Callee(None, None)
+        self._metrics: Metrics | None = None
+        if settings.metrics_enabled:
+            self._metrics = Metrics(settings.app_id, _metric_settings(settings.metric))
+        self._metrics_http: HttpServer | None = None
+        self._resiliency: ResiliencyEngine | None = None
         self._reloader: ResiliencyReloader | None = None
 
     def is_ready(self) -> bool:
@@ -94,7 +102,8 @@ class Sidecar:
                 # cannot make a busy app look dead.
                 probe_channel = HttpAppChannel(s.app_channel_address, s.app_port, max_idle=1)
                 self._prober = AppHealthProber(probe_channel, s.app_health, self._health)
-        self._callee = Callee(self._app, s.app_api_token, self._health)
+        metrics = self._metrics
+        self._callee = Callee(self._app, s.app_api_token, self._health, metrics)
         self._client = InternalClient(_security_factory(workload), grpc_message_limit(s))
         resource_files = ResiliencyFiles(s.resources_paths, s.app_id)
         config, report = resource_files.load()
@@ -104,9 +113,13 @@ class Sidecar:
             raise StartupError(
                 "\n".join(["--strict-config: resource files have problems:", *report.lines()])
             )
-        resiliency = ResiliencyEngine(config, on_breaker_state_change=_log_breaker)
+        self._loaded_resiliency(config)
+        resiliency = ResiliencyEngine(config, on_breaker_state_change=self._breaker_changed)
+        self._resiliency = resiliency
         if s.resources_paths:
-            self._reloader = ResiliencyReloader(resiliency, resource_files, s.resources_paths)
+            self._reloader = ResiliencyReloader(
+                resiliency, resource_files, s.resources_paths, self._loaded_resiliency
+            )
         await self._start_internal_server(workload)
         registration = Registration(
             registration_id=uuid.uuid4().hex,
@@ -128,6 +141,7 @@ class Sidecar:
             self._callee,
             resiliency,
             replay_limit=HttpLimits().replay_buffer_size,
+            metrics=metrics,
         )
         handler = ApiHandler(
             s.app_id,
@@ -141,6 +155,7 @@ class Sidecar:
         self._http = HttpServer(
             handler,
             HttpLimits(max_header_bytes=s.read_buffer_size, max_body_size=s.max_body_size),
+            api_observer(metrics) if metrics is not None else None,
         )
         try:
             await self._http.listen(list(s.listen_addresses), s.http_port)
@@ -148,6 +163,15 @@ class Sidecar:
             raise StartupError(
                 f"cannot listen on HTTP port {s.http_port}: {exc.strerror or exc}"
             ) from exc
+        if metrics is not None:
+            self._metrics_http = metrics_server(metrics)
+            try:
+                await self._metrics_http.listen([s.metrics_listen_address], s.metrics_port)
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot listen on metrics port {s.metrics_port}: {exc.strerror or exc}"
+                    " (choose one with --metrics-port, or --enable-metrics=false)"
+                ) from exc
         if self._prober is not None:
             self._prober.start()
         if self._reloader is not None:
@@ -191,9 +215,9 @@ class Sidecar:
         callee = self._callee
         identify = _identify_caller if workload else _no_identity
         internals_pb2_grpc.add_ServiceInvocationServicer_to_server(
-            ServiceInvocation(callee, identify, s.max_body_size), server
+            ServiceInvocation(callee, identify, s.max_body_size, self._metrics), server
         )
-        self._mux = MuxService(callee, identify, self._parked)
+        self._mux = MuxService(callee, identify, self._parked, self._metrics)
         mux_pb2_grpc.add_MultiplexServicer_to_server(self._mux, server)
         address = f"{s.internal_listen_address}:{s.internal_grpc_port}"
         try:
@@ -208,6 +232,24 @@ class Sidecar:
         await server.start()
         self._grpc = server
         self.internal_port = port
+
+    def _loaded_resiliency(self, config: ResiliencyConfig) -> None:
+        if self._metrics is not None:
+            for name in config.resource_names:
+                self._metrics.resiliency_loaded(name, self.settings.namespace)
+
+    def _breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
+        log.info("circuit breaker %s: %s -> %s", name, old, new)
+        metrics = self._metrics
+        names = self._resiliency.config.resource_names if self._resiliency else ()
+        if metrics is not None and names:
+            # Breakers are named "<appId>:<method>"; Dapr labels the target app.
+            target = "app_" + name.partition(":")[0]
+            namespace = self.settings.namespace
+            metrics.cb_state(names[-1], namespace, target, new.value)
+            metrics.resiliency_activation(
+                names[-1], "circuitbreaker", namespace, "outbound", target, new.value
+            )
 
     async def stop(self) -> None:
         """Drain: leave the registry first (no new callers), then finish requests in flight."""
@@ -228,6 +270,8 @@ class Sidecar:
 
         if self._http is not None:
             await self._http.stop(left())
+        if self._metrics_http is not None:
+            await self._metrics_http.stop(0)
         if self._mux is not None:
             await self._mux.drain(left())
         if self._grpc is not None:
@@ -253,8 +297,19 @@ def grpc_message_limit(settings: SidecarSettings) -> int:
     return max(settings.max_body_size, CHUNK_SIZE) + 1024 * 1024
 
 
-def _log_breaker(name: str, old: BreakerState, new: BreakerState) -> None:
-    log.info("circuit breaker %s: %s -> %s", name, old, new)
+def _metric_settings(config: MetricConfig) -> MetricSettings:
+    if config.latency_buckets_ms is None:
+        return MetricSettings(
+            increased_cardinality=config.increased_cardinality,
+            path_matching=config.path_matching,
+            exclude_verbs=config.exclude_verbs,
+        )
+    return MetricSettings(
+        increased_cardinality=config.increased_cardinality,
+        path_matching=config.path_matching,
+        exclude_verbs=config.exclude_verbs,
+        latency_buckets=config.latency_buckets_ms,
+    )
 
 
 def _security_factory(workload: WorkloadIdentity | None) -> SecurityFactory | None:

@@ -159,6 +159,11 @@ class Cluster:
         ]
         if app is not None:
             args += ["--app-port", str(app.port)]
+        if not any(a.startswith(("--metrics-port", "--enable-metrics")) for a in extra):
+            # daprd's default 9090 would collide between sidecars; tests bind loopback only.
+            args += ["--metrics-port", str(free_port())]
+        if not any(a.startswith("--metrics-listen-address") for a in extra):
+            args += ["--metrics-listen-address", "127.0.0.1"]
         log_path = self.root / f"sidecar-{app_id}-{http_port}.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(

@@ -24,6 +24,8 @@ def _start_run(
             str(app_port),
             "--dapr-http-port",
             str(http_port),
+            "--metrics-listen-address",
+            "127.0.0.1",
             "--",
             sys.executable,
             str(APPS / "echo_app.py"),
@@ -82,7 +84,10 @@ def test_certs_init_writes_dapr_file_names_and_refuses_to_overwrite(cluster: Clu
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--metrics-port", "9090"], "--metrics-port: metrics is not supported by tether yet"),
+        (
+            ["--placement-host-address", "x"],
+            "--placement-host-address: actors is not supported by tether yet",
+        ),
         (
             ["--dapr-grpc-port", "50001"],
             "--dapr-grpc-port: the Dapr gRPC API is not supported by tether yet",

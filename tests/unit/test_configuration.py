@@ -141,8 +141,6 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
     "key",
     [
         "tracing",
-        "metric",
-        "metrics",
         "accessControl",
         "mtls",
         "features",
@@ -316,3 +314,40 @@ def test_parse_go_duration_errors(text: str, message: str) -> None:
         parse_go_duration(text)
     assert str(info.value) == message
     assert isinstance(info.value, ValueError)
+
+
+def test_metric_section(tmp_path: Path) -> None:
+    from proxy.configuration import MetricConfig, load_configuration
+
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        HEADER
+        + "spec:\n  metric:\n    enabled: true\n    latencyDistributionBuckets: [5, 1, 50]\n"
+        + "    http:\n      increasedCardinality: false\n      excludeVerbs: true\n"
+        + "      pathMatching: ['/orders/{id}', /items]\n"
+    )
+    assert load_configuration(path).metric == MetricConfig(
+        enabled=True,
+        increased_cardinality=False,
+        path_matching=("/orders/{id}", "/items"),
+        exclude_verbs=True,
+        latency_buckets_ms=(1.0, 5.0, 50.0),
+    )
+
+
+def test_metric_problems_all_at_once(tmp_path: Path) -> None:
+    text = (
+        HEADER
+        + "spec:\n  metrics:\n    enabled: yes please\n    recordErrorCodes: true\n"
+        + "    rules: [{name: x}]\n    latencyDistributionBuckets: [0]\n"
+        + "    http:\n      pathMatchin: [/a]\n      pathMatching: [a]\n"
+    )
+    assert problems(tmp_path, text) == [
+        "spec.metrics.enabled: expected true or false, got string",
+        "spec.metrics.recordErrorCodes: error-code metrics are not supported yet by tether",
+        "spec.metrics.rules: metric label rules are not supported yet by tether",
+        "spec.metrics.latencyDistributionBuckets: expected a list of positive numbers"
+        " (milliseconds)",
+        'spec.metrics.http.pathMatchin: unknown field (did you mean "pathMatching"?)',
+        "spec.metrics.http.pathMatching: expected a list of paths starting with /",
+    ]
