@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import grpc
+
 from proxy.app_channel import AppResponse, HttpAppChannel
 from proxy.app_health import AppHealthState
 from proxy.body import Body, BodyReadError
@@ -22,6 +24,9 @@ from proxy.header_rules import (
 from proxy.method_path import normalize_method
 from proxy.metrics import Metrics
 from proxy.protos import common_pb2, internals_pb2
+from proxy.trace_context import TraceContext
+from proxy.trace_propagation import app_headers_with_trace, metadata_trace
+from proxy.tracing import Tracer, call_local_span_name, callee_span_attributes
 
 _VERB_NAMES = {
     value.number: value.name for value in common_pb2.HTTPExtension.Verb.DESCRIPTOR.values
@@ -81,24 +86,47 @@ class Callee:
     # Set when app health checks are on: calls are refused while it is unhealthy.
     health: AppHealthState | None = None
     metrics: Metrics | None = None
+    tracer: Tracer | None = None
+    app_id: str = ""
 
     async def serve(
         self,
         request: internals_pb2.InternalInvokeRequest,
         body: Body,
         caller: CallerIdentity | None,
+        trace_parent: TraceContext | None = None,
     ) -> AppResponse:
-        """Call the app; raise CallRejected with the gRPC code Dapr would answer."""
+        """Call the app; raise CallRejected with the gRPC code Dapr would answer.
+
+        ``trace_parent`` is a context from gRPC call metadata (``grpc-trace-bin``),
+        used when the invocation's own metadata carries none.
+        """
         metrics = self.metrics
         source = caller.app_id if caller is not None else _claimed_caller(request)
         if metrics is not None:
             metrics.req_recv(source)
+        span = None
+        if self.tracer is not None and self.tracer.enabled:
+            method = request.message.method
+            span = self.tracer.start_server_span(
+                call_local_span_name(self.app_id, method),
+                metadata_trace(request) or trace_parent,
+                callee_span_attributes(method),
+            )
         try:
-            response, call, latency_ms = await self._serve(request, body, caller)
+            response, call, latency_ms = await self._serve(
+                request, body, caller, span.context if span is not None else None
+            )
         except CallRejected as exc:
             if metrics is not None:
                 metrics.res_sent(source, exc.code)
+            if span is not None:
+                span.set_status_code(grpc.StatusCode[exc.code].value[0], protocol="grpc")
+                span.end()
             raise
+        if span is not None:
+            span.set_status_code(response.status)
+            span.end()
         if metrics is not None:
             sent = len(body.head) if body.complete else (body.length or 0)
             received = len(response.body.head) if response.body.complete else 0
@@ -112,6 +140,7 @@ class Callee:
         request: internals_pb2.InternalInvokeRequest,
         body: Body,
         caller: CallerIdentity | None,
+        trace: TraceContext | None,
     ) -> tuple[AppResponse, AppCall, float]:
         if request.ver != internals_pb2.V1:
             raise CallRejected("UNIMPLEMENTED", f"unsupported api version {request.ver}")
@@ -123,8 +152,9 @@ class Callee:
             call = prepare_app_call(
                 request, verified_caller=caller, app_api_token=self.app_api_token
             )
+            headers = app_headers_with_trace(call.headers, trace)
             started = time.perf_counter()
-            response = await self.app.call(call.verb, call.target, call.headers, body)
+            response = await self.app.call(call.verb, call.target, headers, body)
         except InvalidMethod as exc:
             raise CallRejected("INVALID_ARGUMENT", str(exc)) from exc
         except (AppChannelError, StreamProtocolError, BodyReadError) as exc:

@@ -32,6 +32,7 @@ from proxy.settings import (
     parse_port,
     parse_size,
 )
+from proxy.tracing import parse_tracing
 from resiliency import load_resiliency, summarize
 
 DEFAULT_CERTS_DIR = "~/.tether/certs"
@@ -180,9 +181,14 @@ def settings_from_args(
         api_token=env.get("DAPR_API_TOKEN") or None,
         app_api_token=env.get("APP_API_TOKEN") or None,
     )
-    if settings.config_path is not None:
+    if settings.config_path is None:
+        tracing, problems = parse_tracing({}, env, "environment")
+        if problems:
+            raise UsageError("\n".join(problems))
+        settings = replace(settings, tracing=tracing)
+    else:
         try:
-            configuration = load_configuration(settings.config_path)
+            configuration = load_configuration(settings.config_path, env)
         except ConfigError as exc:
             raise UsageError(str(exc)) from exc
         resolution = configuration.name_resolution
@@ -192,6 +198,7 @@ def settings_from_args(
             settings,
             registry_update_interval=resolution.update_interval,
             metric=configuration.metric,
+            tracing=configuration.tracing,
         )
     enabled = settings.metric.enabled
     if args.enable_metrics is not None:

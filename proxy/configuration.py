@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from proxy.errors import TetherError
+from proxy.tracing import TracingSettings, parse_tracing
 
 API_VERSION = "dapr.io/v1alpha1"
 KIND = "Configuration"
 SUPPORTED_RESOLVERS = ("sqlite",)
 
 _TOP_LEVEL_KEYS = ("apiVersion", "kind", "metadata", "spec")
-_IMPLEMENTED_SPEC_KEYS = ("nameResolution", "metric", "metrics")
+_IMPLEMENTED_SPEC_KEYS = ("nameResolution", "metric", "metrics", "tracing")
 _UNIMPLEMENTED_SPEC_KEYS = (
-    "tracing",
     "accessControl",
     "mtls",
     "features",
@@ -76,6 +77,7 @@ class ConfigurationSettings:
     name: str
     name_resolution: NameResolutionSettings
     metric: MetricConfig = MetricConfig()
+    tracing: TracingSettings = field(default_factory=TracingSettings)
 
 
 _UNIT_SECONDS = {
@@ -385,7 +387,16 @@ def _metric(problems: _Problems, key: str, value: object) -> MetricConfig:
     return MetricConfig(enabled, increased, templates, exclude_verbs, buckets)
 
 
-def _settings(problems: _Problems, document: object) -> ConfigurationSettings | None:
+def tracing_from_env(env: Mapping[str, str], problems: _Problems) -> TracingSettings:
+    """Tracing when the Configuration file says nothing of it: the OTEL_* variables."""
+    tracing, found = parse_tracing({}, env, problems.file)
+    problems.items.extend(found)
+    return tracing
+
+
+def _settings(
+    problems: _Problems, document: object, env: Mapping[str, str]
+) -> ConfigurationSettings | None:
     if document is None:
         problems.add_raw("the file is empty")
         return None
@@ -401,6 +412,7 @@ def _settings(problems: _Problems, document: object) -> ConfigurationSettings | 
     name = _name(problems, doc)
     name_resolution = NameResolutionSettings()
     metric = MetricConfig()
+    tracing = tracing_from_env(env, problems)
     spec = {} if doc.get("spec") is None else problems.mapping("spec", doc["spec"])
     if spec is not None:
         if "metric" in spec and "metrics" in spec:
@@ -410,19 +422,25 @@ def _settings(problems: _Problems, document: object) -> ConfigurationSettings | 
                 name_resolution = _name_resolution(problems, value)
             elif key in ("metric", "metrics"):
                 metric = _metric(problems, key, value)
+            elif key == "tracing":
+                tracing, found = parse_tracing(value, env, problems.file)
+                problems.items.extend(found)
             elif key in _UNIMPLEMENTED_SPEC_KEYS:
                 problems.add(f"spec.{key}", "not supported yet by tether")
             else:
                 known = _IMPLEMENTED_SPEC_KEYS + _UNIMPLEMENTED_SPEC_KEYS
                 problems.add_raw(_unknown(f"spec.{key}", key, known))
-    return ConfigurationSettings(name, name_resolution, metric)
+    return ConfigurationSettings(name, name_resolution, metric, tracing)
 
 
-def load_configuration(path: Path) -> ConfigurationSettings:
-    """Read and validate a Dapr Configuration file; raises ConfigError listing every problem."""
+def load_configuration(path: Path, env: Mapping[str, str] | None = None) -> ConfigurationSettings:
+    """Read and validate a Dapr Configuration file; raises ConfigError listing every problem.
+
+    ``env`` supplies the ``OTEL_*`` variables, which take precedence over ``spec.tracing``.
+    """
     problems = _Problems(str(path))
     document = _read_yaml(path, problems)
-    settings = None if problems.items else _settings(problems, document)
+    settings = None if problems.items else _settings(problems, document, env or {})
     if problems.items or settings is None:
         raise ConfigError(problems.items)
     return settings

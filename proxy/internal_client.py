@@ -19,6 +19,7 @@ from proxy.mux_server import INLINE_LIMIT
 from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc, mux_pb2_grpc
 from proxy.registry import Endpoint
 from proxy.rpc_methods import CALL_LOCAL, CALL_LOCAL_STREAM, MUX_CALL
+from proxy.trace_propagation import grpc_trace_metadata, metadata_trace
 
 # Builds (credentials, extra channel options) for a peer; None means plaintext.
 SecurityFactory = Callable[[SpiffeId], tuple[grpc.ChannelCredentials, list[tuple[str, str]]]]
@@ -130,7 +131,7 @@ class InternalClient:
     async def _invoke_stream(
         self, stub: Any, request: internals_pb2.InternalInvokeRequest, body: Body
     ) -> RemoteResponse:
-        call = stub.CallLocalStream()
+        call = stub.CallLocalStream(metadata=grpc_trace_metadata(metadata_trace(request)))
         first = internals_pb2.InternalInvokeRequestStream(request=request)
         if body.head:
             first.payload.data = body.head
@@ -179,7 +180,9 @@ class InternalClient:
         unary.CopyFrom(request)
         unary.message.data.value = data
         try:
-            response = await stub.CallLocal(unary)
+            response = await stub.CallLocal(
+                unary, metadata=grpc_trace_metadata(metadata_trace(request))
+            )
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc) from exc
         return _remote_response(response, Body(response.message.data.value), CALL_LOCAL)

@@ -17,6 +17,7 @@ from proxy.header_rules import CallerIdentity
 from proxy.metrics import Metrics
 from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc
 from proxy.rpc_methods import CALL_LOCAL, CALL_LOCAL_STREAM
+from proxy.trace_propagation import grpc_metadata_trace
 
 # Verifies the peer and returns its identity; None when mTLS is off.
 IdentityCheck = Callable[[grpc.aio.ServicerContext], CallerIdentity | None]
@@ -48,8 +49,9 @@ class ServiceInvocation(internals_pb2_grpc.ServiceInvocationServicer):  # type: 
         context: grpc.aio.ServicerContext,
     ) -> AppResponse:
         started = time.perf_counter()
+        trace = grpc_metadata_trace(context.invocation_metadata())
         try:
-            response = await self._callee.serve(request, body, self._identify(context))
+            response = await self._callee.serve(request, body, self._identify(context), trace)
         except CallRejected as exc:
             self._record(method, exc.code, started, len(body.head), 0)
             await abort(context, exc.code, str(exc))

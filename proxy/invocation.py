@@ -26,7 +26,10 @@ from proxy.internal_client import InternalClient
 from proxy.metrics import Metrics
 from proxy.name_resolution import ResolveError, Resolver
 from proxy.protos import common_pb2, internals_pb2
-from proxy.routing import Route, split_app_id
+from proxy.routing import AppAddress, Route, split_app_id
+from proxy.trace_context import format_traceparent
+from proxy.trace_propagation import incoming_trace, propagate
+from proxy.tracing import Tracer, call_local_span_name, caller_span_attributes
 from resiliency import (
     SUCCESS,
     TRANSPORT_FAILURE,
@@ -67,8 +70,10 @@ class Invoker:
         resiliency: ResiliencyEngine,
         replay_limit: int,
         metrics: Metrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._metrics = metrics
+        self._tracer = tracer
         self._here = locality
         self._resolver = resolver
         self._client = client
@@ -86,6 +91,47 @@ class Invoker:
         except (InvalidAppId, InvalidSpiffeId) as exc:
             return HttpResponse.of(dapr_errors.direct_invoke_failed(target_id, str(exc)))
         message = self._internal_request(route, request, target.app_id)
+        span = None
+        if self._tracer is not None and self._tracer.enabled:
+            span = self._tracer.start_client_span(
+                call_local_span_name(target.app_id, route.method),
+                incoming_trace(request.headers),
+                caller_span_attributes(
+                    target.app_id,
+                    request.verb,
+                    request.target.partition("?")[0],
+                    headers=(
+                        (n.decode("latin-1"), v.decode("latin-1")) for n, v in request.headers
+                    ),
+                ),
+            )
+            propagate(message, span.context)
+        try:
+            response = await self._invoke(route, request, target, peer, message)
+        except BaseException:
+            if span is not None:
+                span.set_status_code(500)
+                span.end()
+            raise
+        if span is not None:
+            span.set_status_code(response.status)
+            span.end()
+            if span.context is not None:
+                # Dapr answers the calling app with the trace context of its call.
+                traceparent = format_traceparent(span.context).encode()
+                response.headers.append((b"traceparent", traceparent))
+        return response
+
+    async def _invoke(
+        self,
+        route: Route,
+        request: HttpRequest,
+        target: AppAddress,
+        peer: SpiffeId,
+        message: internals_pb2.InternalInvokeRequest,
+    ) -> HttpResponse:
+        local = self._here.identity
+        target_id = route.target_id
         body = request.body
         runner = self._resiliency.runner_for(
             target.app_id, route.method, streaming=not body.complete
@@ -97,15 +143,6 @@ class Invoker:
         def count_attempt(number: int) -> None:
             nonlocal attempts
             attempts = number
-
-        async def send(attempt: int) -> _Answer:
-            try:
-                return await send_once(attempt)
-            except asyncio.CancelledError:
-                # Only the per-attempt timeout cancels an attempt from inside the runner.
-                if policy.timeout is not None:
-                    self._policy_fired("timeout", target.app_id)
-                raise
 
         async def send_once(attempt: int) -> _Answer:
             outgoing = message
@@ -129,6 +166,15 @@ class Invoker:
                         "error response too large to buffer", "INTERNAL"
                     ) from None
             return answer
+
+        async def send(attempt: int) -> _Answer:
+            try:
+                return await send_once(attempt)
+            except asyncio.CancelledError:
+                # Only the per-attempt timeout cancels an attempt from inside the runner.
+                if policy.timeout is not None:
+                    self._policy_fired("timeout", target.app_id)
+                raise
 
         try:
             answer = await runner.run(

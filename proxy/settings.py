@@ -16,6 +16,7 @@ from proxy.app_health import HealthCheckSettings
 from proxy.configuration import MetricConfig
 from proxy.errors import UsageError
 from proxy.registry import default_registry_path
+from proxy.tracing import TracingSettings
 
 DEFAULT_TRUST_DOMAIN = "public"
 _SIZE = re.compile(r"^\s*(\d+)\s*(Ki|Mi|Gi|k|K|M|G|B)?\s*$")
@@ -48,6 +49,7 @@ class SidecarSettings:
     metrics_port: int = 9090
     metrics_listen_address: str = "0.0.0.0"
     metric: MetricConfig = field(default_factory=MetricConfig)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     max_body_size: int = 4 * 1024 * 1024
     read_buffer_size: int = 4 * 1024
     graceful_shutdown_seconds: float = 5.0

@@ -42,6 +42,7 @@ from proxy.protos import internals_pb2_grpc, mux_pb2_grpc
 from proxy.registry import Endpoint, Registration, RegistryError, SqliteRegistry
 from proxy.resiliency_reload import ResiliencyFiles, ResiliencyReloader
 from proxy.settings import SidecarSettings
+from proxy.tracing import Tracer
 from resiliency import BreakerState, ResiliencyConfig, ResiliencyEngine
 
 log = logging.getLogger("tether.sidecar")
@@ -74,6 +75,8 @@ class Sidecar:
         if settings.metrics_enabled:
             self._metrics = Metrics(settings.app_id, _metric_settings(settings.metric))
         self._metrics_http: HttpServer | None = None
+        # Spans are batched off the request path; a dead collector drops them.
+        self._tracer = Tracer(settings.tracing, settings.app_id)
         self._resiliency: ResiliencyEngine | None = None
         self._reloader: ResiliencyReloader | None = None
 
@@ -103,7 +106,9 @@ class Sidecar:
                 probe_channel = HttpAppChannel(s.app_channel_address, s.app_port, max_idle=1)
                 self._prober = AppHealthProber(probe_channel, s.app_health, self._health)
         metrics = self._metrics
-        self._callee = Callee(self._app, s.app_api_token, self._health, metrics)
+        self._callee = Callee(
+            self._app, s.app_api_token, self._health, metrics, self._tracer, s.app_id
+        )
         self._client = InternalClient(_security_factory(workload), grpc_message_limit(s))
         resource_files = ResiliencyFiles(s.resources_paths, s.app_id)
         config, report = resource_files.load()
@@ -142,6 +147,7 @@ class Sidecar:
             resiliency,
             replay_limit=HttpLimits().replay_buffer_size,
             metrics=metrics,
+            tracer=self._tracer,
         )
         handler = ApiHandler(
             s.app_id,
@@ -277,6 +283,7 @@ class Sidecar:
         if self._grpc is not None:
             await self._grpc.stop(left())
         await self._parked.close()
+        await asyncio.to_thread(self._tracer.shutdown, min(left() + 1.0, 5.0))
         if self._client is not None:
             await self._client.close()
         if self._app is not None:

@@ -101,8 +101,8 @@ metadata:
   labels: {}
 spec:
   nameResolutoin: {}
-  tracing:
-    samplingRate: "1"
+  accessControl:
+    defaultAction: deny
   bogus: 1
 """
     assert problems(tmp_path, text) == [
@@ -110,7 +110,7 @@ spec:
         'kind: expected "Configuration", got "Resiliency"',
         "metadata.name: missing",
         'spec.nameResolutoin: unknown field (did you mean "nameResolution"?)',
-        "spec.tracing: not supported yet by tether",
+        "spec.accessControl: not supported yet by tether",
         "spec.bogus: unknown field",
     ]
 
@@ -140,7 +140,6 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "key",
     [
-        "tracing",
         "accessControl",
         "mtls",
         "features",
