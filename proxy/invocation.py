@@ -119,6 +119,7 @@ class Invoker:
             if span.context is not None:
                 # Dapr answers the calling app with the trace context of its call.
                 traceparent = format_traceparent(span.context).encode()
+                response.headers = [h for h in response.headers if h[0] != b"traceparent"]
                 response.headers.append((b"traceparent", traceparent))
         return response
 
@@ -254,6 +255,11 @@ class Invoker:
             if metrics is not None:
                 latency_ms = (time.perf_counter() - started) * 1000
                 metrics.res_recv(app_id, exc.grpc_code, streaming, latency_ms)
+            raise
+        except asyncio.CancelledError:
+            if metrics is not None:  # the attempt's timeout fired
+                latency_ms = (time.perf_counter() - started) * 1000
+                metrics.res_recv(app_id, "DEADLINE_EXCEEDED", streaming, latency_ms)
             raise
         if metrics is not None:
             latency_ms = (time.perf_counter() - started) * 1000
