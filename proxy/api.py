@@ -16,8 +16,8 @@ from proxy.errors import InvalidMethod
 from proxy.http_server import HttpRequest, HttpResponse
 from proxy.invocation import Invoker
 from proxy.routing import Api, route_request
+from proxy.version import RUNTIME_VERSION
 
-RUNTIME_VERSION = "tether-0.1.0"
 _JSON = [(b"content-type", b"application/json")]
 
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import grpc
-
 from proxy.app_channel import AppResponse, HttpAppChannel
 from proxy.app_health import AppHealthState
 from proxy.body import Body, BodyReadError
+from proxy.dapr_errors import GRPC_CODE_NAMES
 from proxy.errors import AppChannelError, CallRejected, InvalidMethod, StreamProtocolError
 from proxy.header_rules import (
     CALLER_APP_ID,
@@ -121,7 +120,7 @@ class Callee:
             if metrics is not None:
                 metrics.res_sent(source, exc.code)
             if span is not None:
-                span.set_status_code(grpc.StatusCode[exc.code].value[0], protocol="grpc")
+                span.set_status_code(GRPC_CODE_NAMES.index(exc.code), protocol="grpc")
                 span.end()
             raise
         if span is not None:

@@ -33,3 +33,15 @@ def test_wire_names_match_dapr() -> None:
     }
     stream = internals_pb2.InternalInvokeResponseStream.DESCRIPTOR
     assert {f.name: f.number for f in stream.fields} == {"response": 1, "payload": 2}
+
+
+def test_the_cli_imports_no_grpc_before_tuning_it() -> None:
+    """proxy.grpc_tuning must set GRPC_EXPERIMENTS before grpc loads (it is read once)."""
+    import subprocess
+    import sys
+
+    probe = "import sys, proxy.cli; print('grpc' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "False"
