@@ -8,6 +8,7 @@ import contextlib
 import logging
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import grpc
@@ -305,18 +306,14 @@ def grpc_message_limit(settings: SidecarSettings) -> int:
 
 
 def _metric_settings(config: MetricConfig) -> MetricSettings:
-    if config.latency_buckets_ms is None:
-        return MetricSettings(
-            increased_cardinality=config.increased_cardinality,
-            path_matching=config.path_matching,
-            exclude_verbs=config.exclude_verbs,
-        )
-    return MetricSettings(
+    settings = MetricSettings(
         increased_cardinality=config.increased_cardinality,
         path_matching=config.path_matching,
         exclude_verbs=config.exclude_verbs,
-        latency_buckets=config.latency_buckets_ms,
     )
+    if config.latency_buckets_ms is not None:
+        settings = replace(settings, latency_buckets=config.latency_buckets_ms)
+    return settings
 
 
 def _security_factory(workload: WorkloadIdentity | None) -> SecurityFactory | None:
