@@ -108,11 +108,13 @@ class TracingSettings:
     sampling_rate: float = DEFAULT_SAMPLING_RATE
     stdout: bool = False
     otlp: OtlpSettings | None = None
+    zipkin_endpoint: str | None = None  # Zipkin v2 JSON spans URL
 
     @property
     def enabled(self) -> bool:
         """Spans are worth making: some are sampled and something exports them."""
-        return self.sampling_rate > 0 and (self.stdout or self.otlp is not None)
+        exporting = self.stdout or self.otlp is not None or self.zipkin_endpoint is not None
+        return self.sampling_rate > 0 and exporting
 
 
 _TRACING_KEYS = ("samplingRate", "stdout", "zipkin", "otel")
@@ -380,6 +382,7 @@ def parse_tracing(
 
     rate_text = ""
     stdout = False
+    zipkin: str | None = None
     yaml_otel: _OtlpDraft | None = None
     for key, item in section.items():
         field = f"spec.tracing.{key}"
@@ -391,7 +394,7 @@ def parse_tracing(
         elif key == "stdout":
             stdout = bool(problems.boolean(field, item)) if item is not None else False
         elif key == "zipkin":
-            _zipkin(problems, item)
+            zipkin = _zipkin(problems, item)
         elif key == "otel":
             yaml_otel = _yaml_otel(problems, item)
         else:
@@ -413,25 +416,31 @@ def parse_tracing(
         # Options without an address export nothing; an explicitly empty address alone is "off".
         problems.add("spec.tracing.otel.endpointAddress", "missing (nothing would be exported)")
     rate = sampling_rate(rate_text.strip()) if rate_text.strip() else DEFAULT_SAMPLING_RATE
-    return TracingSettings(rate, stdout, otlp), problems.items
+    return TracingSettings(rate, stdout, otlp, zipkin), problems.items
 
 
-def _zipkin(problems: _Problems, value: object) -> None:
+def _zipkin(problems: _Problems, value: object) -> str | None:
+    """The Zipkin collector URL (``http://host:9411/api/v2/spans``), if one is set."""
     field = "spec.tracing.zipkin"
     if value is None:
-        return
+        return None
     section = problems.mapping(field, value)
     if section is None:
-        return
+        return None
     for key in section:
         if key not in _ZIPKIN_KEYS:
             problems.unknown(field, key, _ZIPKIN_KEYS)
     address = section.get("endpointAddress")
     if address is None:
-        return
+        return None
     text = problems.string(f"{field}.endpointAddress", address)
-    if text is not None and text.strip():
-        problems.add(field, "not supported yet by tether (use otel)")
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    if not text.startswith(("http://", "https://")):
+        problems.add(f"{field}.endpointAddress", f"{text!r} must be an http(s):// URL")
+        return None
+    return text
 
 
 # --------------------------------------------------------------------------- span shapes
@@ -622,6 +631,16 @@ class _AbandonableExporter(SpanExporter):
     abandon = shutdown
 
 
+def _zipkin_exporter(endpoint: str) -> SpanExporter:
+    # Imported here: the exporter is optional and slow to import.
+    from opentelemetry.exporter.zipkin.json import ZipkinExporter
+
+    exporter: SpanExporter = ZipkinExporter(
+        endpoint=endpoint, timeout=int(DEFAULT_OTLP_TIMEOUT_SECONDS)
+    )
+    return exporter
+
+
 def _otlp_exporter(otlp: OtlpSettings) -> SpanExporter:
     # Imported here: each pulls in its transport (grpc or requests), and a
     # sidecar with tracing off should not pay for either.
@@ -685,6 +704,8 @@ class Tracer:
             inner = [ConsoleSpanExporter(service_name=app_id)] if settings.stdout else []
             if settings.otlp is not None:
                 inner.append(_otlp_exporter(settings.otlp))
+            if settings.zipkin_endpoint is not None:
+                inner.append(_zipkin_exporter(settings.zipkin_endpoint))
         if not inner:
             return
         provider = TracerProvider(

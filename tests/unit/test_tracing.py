@@ -115,11 +115,56 @@ def test_unknown_keys_with_suggestions() -> None:
     ]
 
 
-def test_zipkin_is_refused_not_ignored() -> None:
+def test_zipkin_endpoint_is_read() -> None:
+    from proxy.tracing import parse_tracing
+
     zipkin = {"endpointAddress": "http://localhost:9411/api/v2/spans"}
-    assert problems_of({"samplingRate": "1", "zipkin": zipkin}) == [
-        "config.yaml: spec.tracing.zipkin: not supported yet by tether (use otel)"
+    settings, found = parse_tracing({"samplingRate": "1", "zipkin": zipkin}, {}, "config.yaml")
+    assert found == []
+    assert settings.zipkin_endpoint == "http://localhost:9411/api/v2/spans"
+    assert settings.enabled
+    assert problems_of({"zipkin": {"endpointAddress": "localhost:9411"}}) == [
+        "config.yaml: spec.tracing.zipkin.endpointAddress: 'localhost:9411' must be an"
+        " http(s):// URL"
     ]
+
+
+def test_spans_reach_a_real_zipkin_receiver() -> None:
+    """A Zipkin v2 JSON collector (an HTTP server on loopback) receives the spans."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from proxy.tracing import Tracer, TracingSettings
+
+    received: list[dict[str, object]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            received.extend(json.loads(self.rfile.read(length)))
+            self.send_response(202)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+    server = HTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}/api/v2/spans"
+        tracer = Tracer(TracingSettings(sampling_rate=1.0, zipkin_endpoint=endpoint), "checkout")
+        span = tracer.start_client_span("CallLocal/orders/neworder", None, {"rpc.service": "x"})
+        span.set_status_code(200)
+        span.end()
+        assert tracer.shutdown(timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [item["name"] for item in received] == ["CallLocal/orders/neworder"]
+    assert received[0]["localEndpoint"] == {"serviceName": "checkout"}
 
 
 @pytest.mark.parametrize("zipkin", [None, {}, {"endpointAddress": ""}])
