@@ -6,7 +6,6 @@ spec key that is not implemented yet is reported as an error.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ import yaml
 
 from proxy.errors import TetherError
 from proxy.tracing import TracingSettings, parse_tracing
+from proxy.yaml_problems import Problems, type_name, unknown_field
 
 API_VERSION = "dapr.io/v1alpha1"
 KIND = "Configuration"
@@ -112,57 +112,7 @@ def parse_go_duration(text: str) -> float:
     return -total if stripped.startswith("-") else total
 
 
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "mapping"
-    return type(value).__name__
-
-
-def _unknown(field: str, key: str, known: tuple[str, ...]) -> str:
-    matches = difflib.get_close_matches(key, known, n=1)
-    if matches:
-        return f'{field}: unknown field (did you mean "{matches[0]}"?)'
-    return f"{field}: unknown field"
-
-
-class _Problems:
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.items: list[str] = []
-
-    def add(self, field: str, what: str) -> None:
-        self.items.append(f"{self.file}: {field}: {what}")
-
-    def add_raw(self, text: str) -> None:
-        self.items.append(f"{self.file}: {text}")
-
-    def mapping(self, field: str, value: object) -> dict[str, object] | None:
-        """``value`` as a mapping with string keys; None (and a problem) otherwise."""
-        if not isinstance(value, dict):
-            self.add(field, f"expected a mapping, got {_type_name(value)}")
-            return None
-        return {str(key): item for key, item in value.items()}
-
-    def string(self, field: str, value: object) -> str | None:
-        if not isinstance(value, str):
-            self.add(field, f"expected a string, got {_type_name(value)}")
-            return None
-        return value
-
-
-def _read_yaml(path: Path, problems: _Problems) -> object:
+def _read_yaml(path: Path, problems: Problems) -> object:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -185,17 +135,17 @@ def _read_yaml(path: Path, problems: _Problems) -> object:
     return None
 
 
-def _check_literal(problems: _Problems, doc: dict[str, object], key: str, expected: str) -> None:
+def _check_literal(problems: Problems, doc: dict[str, object], key: str, expected: str) -> None:
     if key not in doc:
         problems.add(key, f'missing (expected "{expected}")')
         return
     value = doc[key]
     if value != expected:
-        shown = f'"{value}"' if isinstance(value, str) else _type_name(value)
+        shown = f'"{value}"' if isinstance(value, str) else type_name(value)
         problems.add(key, f'expected "{expected}", got {shown}')
 
 
-def _name(problems: _Problems, doc: dict[str, object]) -> str:
+def _name(problems: Problems, doc: dict[str, object]) -> str:
     if "metadata" not in doc:
         problems.add("metadata.name", "missing")
         return ""
@@ -213,7 +163,7 @@ def _name(problems: _Problems, doc: dict[str, object]) -> str:
     return name or ""
 
 
-def _registry_path(problems: _Problems, field: str, value: object) -> Path | None:
+def _registry_path(problems: Problems, field: str, value: object) -> Path | None:
     text = problems.string(field, value)
     if text is None:
         return None
@@ -232,7 +182,7 @@ def _registry_path(problems: _Problems, field: str, value: object) -> Path | Non
     return Path(text).expanduser()
 
 
-def _update_interval(problems: _Problems, field: str, value: object) -> float | None:
+def _update_interval(problems: Problems, field: str, value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         problems.add(field, f'{value} has no unit (write e.g. "{value}s")')
         return None
@@ -255,7 +205,7 @@ def _update_interval(problems: _Problems, field: str, value: object) -> float | 
 
 
 def _sqlite_settings(
-    problems: _Problems, field: str, value: object
+    problems: Problems, field: str, value: object
 ) -> tuple[Path | None, float] | None:
     if value is None:
         return None, 5.0
@@ -271,7 +221,7 @@ def _sqlite_settings(
         key = canonical.get(raw_key.lower())
         sub = f"{field}.{raw_key}"
         if key is None:
-            problems.add_raw(_unknown(sub, raw_key, _SQLITE_KEYS + _UNIMPLEMENTED_SQLITE_KEYS))
+            problems.add_raw(unknown_field(sub, raw_key, _SQLITE_KEYS + _UNIMPLEMENTED_SQLITE_KEYS))
             ok = False
         elif key in _UNIMPLEMENTED_SQLITE_KEYS:
             problems.add(sub, "not supported yet by tether")
@@ -287,13 +237,13 @@ def _sqlite_settings(
             # tableName / metadataTableName: only Dapr's default names exist here.
             expected = "hosts" if key == "tableName" else "metadata"
             if item != expected:
-                shown = f'"{item}"' if isinstance(item, str) else _type_name(item)
+                shown = f'"{item}"' if isinstance(item, str) else type_name(item)
                 problems.add(sub, f'{shown} is not supported yet (only "{expected}")')
                 ok = False
     return (registry_path, update_interval) if ok else None
 
 
-def _name_resolution(problems: _Problems, value: object) -> NameResolutionSettings:
+def _name_resolution(problems: Problems, value: object) -> NameResolutionSettings:
     field = "spec.nameResolution"
     default = NameResolutionSettings()
     if value is None:
@@ -303,10 +253,10 @@ def _name_resolution(problems: _Problems, value: object) -> NameResolutionSettin
         return default
     for key in section:
         if key not in _NAME_RESOLUTION_KEYS:
-            problems.add_raw(_unknown(f"{field}.{key}", key, _NAME_RESOLUTION_KEYS))
+            problems.add_raw(unknown_field(f"{field}.{key}", key, _NAME_RESOLUTION_KEYS))
     if "version" in section and section["version"] not in ("v1", "", None):
         version = section["version"]
-        shown = f'"{version}"' if isinstance(version, str) else _type_name(version)
+        shown = f'"{version}"' if isinstance(version, str) else type_name(version)
         problems.add(f"{field}.version", f"{shown} is not supported (supported: v1)")
     supported = ", ".join(SUPPORTED_RESOLVERS)
     if "component" not in section:
@@ -331,14 +281,7 @@ _METRIC_KEYS = ("enabled", "recordErrorCodes", "latencyDistributionBuckets", "ht
 _METRIC_HTTP_KEYS = ("increasedCardinality", "pathMatching", "excludeVerbs")
 
 
-def _boolean(problems: _Problems, field: str, value: object) -> bool | None:
-    if not isinstance(value, bool):
-        problems.add(field, f"expected true or false, got {_type_name(value)}")
-        return None
-    return value
-
-
-def _metric(problems: _Problems, key: str, value: object) -> MetricConfig:
+def _metric(problems: Problems, key: str, value: object) -> MetricConfig:
     field = f"spec.{key}"
     section = problems.mapping(field, value)
     if section is None:
@@ -349,9 +292,9 @@ def _metric(problems: _Problems, key: str, value: object) -> MetricConfig:
     for name, item in section.items():
         sub = f"{field}.{name}"
         if name == "enabled":
-            enabled = _boolean(problems, sub, item)
+            enabled = problems.boolean(sub, item)
         elif name == "recordErrorCodes":
-            if _boolean(problems, sub, item):
+            if problems.boolean(sub, item):
                 problems.add(sub, "error-code metrics are not supported yet by tether")
         elif name == "rules":
             if item:
@@ -367,14 +310,14 @@ def _metric(problems: _Problems, key: str, value: object) -> MetricConfig:
         elif name == "http":
             http = problems.mapping(sub, item) or {}
         else:
-            problems.add_raw(_unknown(sub, name, _METRIC_KEYS))
+            problems.add_raw(unknown_field(sub, name, _METRIC_KEYS))
     increased, exclude_verbs, templates = True, False, ()
     for name, item in http.items():
         sub = f"{field}.http.{name}"
         if name == "increasedCardinality":
-            increased = _boolean(problems, sub, item) is not False
+            increased = problems.boolean(sub, item) is not False
         elif name == "excludeVerbs":
-            exclude_verbs = _boolean(problems, sub, item) is True
+            exclude_verbs = problems.boolean(sub, item) is True
         elif name == "pathMatching":
             if not isinstance(item, list) or not all(
                 isinstance(t, str) and t.startswith("/") for t in item
@@ -383,30 +326,30 @@ def _metric(problems: _Problems, key: str, value: object) -> MetricConfig:
             else:
                 templates = tuple(item)
         else:
-            problems.add_raw(_unknown(sub, name, _METRIC_HTTP_KEYS))
+            problems.add_raw(unknown_field(sub, name, _METRIC_HTTP_KEYS))
     return MetricConfig(enabled, increased, templates, exclude_verbs, buckets)
 
 
-def tracing_from_env(env: Mapping[str, str], problems: _Problems) -> TracingSettings:
+def tracing_from_env(env: Mapping[str, str], problems: Problems) -> TracingSettings:
     """Tracing when the Configuration file says nothing of it: the OTEL_* variables."""
-    tracing, found = parse_tracing({}, env, problems.file)
+    tracing, found = parse_tracing({}, env, problems.source)
     problems.items.extend(found)
     return tracing
 
 
 def _settings(
-    problems: _Problems, document: object, env: Mapping[str, str]
+    problems: Problems, document: object, env: Mapping[str, str]
 ) -> ConfigurationSettings | None:
     if document is None:
         problems.add_raw("the file is empty")
         return None
     if not isinstance(document, dict):
-        problems.add_raw(f"expected a mapping at the top level, got {_type_name(document)}")
+        problems.add_raw(f"expected a mapping at the top level, got {type_name(document)}")
         return None
     doc = {str(key): value for key, value in document.items()}
     for key in doc:
         if key not in _TOP_LEVEL_KEYS:
-            problems.add_raw(_unknown(key, key, _TOP_LEVEL_KEYS))
+            problems.add_raw(unknown_field(key, key, _TOP_LEVEL_KEYS))
     _check_literal(problems, doc, "apiVersion", API_VERSION)
     _check_literal(problems, doc, "kind", KIND)
     name = _name(problems, doc)
@@ -423,13 +366,13 @@ def _settings(
             elif key in ("metric", "metrics"):
                 metric = _metric(problems, key, value)
             elif key == "tracing":
-                tracing, found = parse_tracing(value, env, problems.file)
+                tracing, found = parse_tracing(value, env, problems.source)
                 problems.items.extend(found)
             elif key in _UNIMPLEMENTED_SPEC_KEYS:
                 problems.add(f"spec.{key}", "not supported yet by tether")
             else:
                 known = _IMPLEMENTED_SPEC_KEYS + _UNIMPLEMENTED_SPEC_KEYS
-                problems.add_raw(_unknown(f"spec.{key}", key, known))
+                problems.add_raw(unknown_field(f"spec.{key}", key, known))
     return ConfigurationSettings(name, name_resolution, metric, tracing)
 
 
@@ -438,7 +381,7 @@ def load_configuration(path: Path, env: Mapping[str, str] | None = None) -> Conf
 
     ``env`` supplies the ``OTEL_*`` variables, which take precedence over ``spec.tracing``.
     """
-    problems = _Problems(str(path))
+    problems = Problems(str(path))
     document = _read_yaml(path, problems)
     settings = None if problems.items else _settings(problems, document, env or {})
     if problems.items or settings is None:

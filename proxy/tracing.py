@@ -19,7 +19,6 @@ stalls only that thread; once the queue is full, new spans are dropped.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import random
@@ -43,6 +42,7 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 from proxy.trace_context import TraceContext
+from proxy.yaml_problems import Problems, type_name
 from resiliency.durations import parse_go_duration
 from resiliency.errors import DurationError
 
@@ -123,59 +123,6 @@ _OTEL_KEYS = ("endpointAddress", "protocol", "isSecure", "headers", "timeout")
 _ENV_PREFIX = "OTEL_EXPORTER_OTLP_"
 
 
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "mapping"
-    return type(value).__name__
-
-
-class _Problems:
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.items: list[str] = []
-
-    def add(self, field: str, what: str) -> None:
-        self.items.append(f"{self.source}: {field}: {what}")
-
-    def env(self, name: str, what: str) -> None:
-        self.items.append(f"environment: {name}: {what}")
-
-    def unknown(self, field: str, key: str, known: tuple[str, ...]) -> None:
-        matches = difflib.get_close_matches(key, known, n=1)
-        hint = f' (did you mean "{matches[0]}"?)' if matches else ""
-        self.add(f"{field}.{key}", f"unknown field{hint}")
-
-    def mapping(self, field: str, value: object) -> dict[str, object] | None:
-        if not isinstance(value, dict):
-            self.add(field, f"expected a mapping, got {_type_name(value)}")
-            return None
-        return {str(key): item for key, item in value.items()}
-
-    def string(self, field: str, value: object) -> str | None:
-        if not isinstance(value, str):
-            self.add(field, f"expected a string, got {_type_name(value)}")
-            return None
-        return value
-
-    def boolean(self, field: str, value: object) -> bool | None:
-        if not isinstance(value, bool):
-            self.add(field, f"expected true or false, got {_type_name(value)}")
-            return None
-        return value
-
-
 def sampling_rate(text: str) -> float:
     """Dapr's reading of ``samplingRate``: a float in [0, 1]; empty or not a number → 0.0001."""
     try:
@@ -212,7 +159,7 @@ def _header_text(text: str, report: Callable[[str], None]) -> list[tuple[str, st
     return headers
 
 
-def _yaml_headers(problems: _Problems, field: str, value: object) -> list[tuple[str, str]]:
+def _yaml_headers(problems: Problems, field: str, value: object) -> list[tuple[str, str]]:
     """``otel.headers``: a mapping, Dapr's list of {name, value}, or "k=v,k=v" text."""
     if value is None:
         return []
@@ -245,7 +192,7 @@ def _yaml_headers(problems: _Problems, field: str, value: object) -> list[tuple[
     problems.add(
         field,
         f'expected a mapping, a list of name/value pairs or "key=value,..." text, '
-        f"got {_type_name(value)}",
+        f"got {type_name(value)}",
     )
     return []
 
@@ -290,7 +237,7 @@ class _OtlpDraft:
         return OtlpSettings(url, "http", secure, self.headers, self.timeout)
 
 
-def _yaml_otel(problems: _Problems, value: object) -> _OtlpDraft | None:
+def _yaml_otel(problems: Problems, value: object) -> _OtlpDraft | None:
     field = "spec.tracing.otel"
     if value is None:
         return None
@@ -335,7 +282,7 @@ def _yaml_otel(problems: _Problems, value: object) -> _OtlpDraft | None:
     return draft
 
 
-def _env_otel(problems: _Problems, env: Mapping[str, str]) -> _OtlpDraft | None:
+def _env_otel(problems: Problems, env: Mapping[str, str]) -> _OtlpDraft | None:
     found = _env(env, "ENDPOINT")
     if found is None:
         return None
@@ -375,7 +322,7 @@ def parse_tracing(
     ``<source>: spec.tracing.<field>: <what is wrong>`` (or ``environment: <VAR>: ...``).
     The settings are meaningful only when there are no problems.
     """
-    problems = _Problems(source)
+    problems = Problems(source)
     section: dict[str, object] = {}
     if mapping is not None:
         section = problems.mapping("spec.tracing", mapping) or {}
@@ -419,7 +366,7 @@ def parse_tracing(
     return TracingSettings(rate, stdout, otlp, zipkin), problems.items
 
 
-def _zipkin(problems: _Problems, value: object) -> str | None:
+def _zipkin(problems: Problems, value: object) -> str | None:
     """The Zipkin collector URL (``http://host:9411/api/v2/spans``), if one is set."""
     field = "spec.tracing.zipkin"
     if value is None:
