@@ -4,8 +4,8 @@ starts the servers in order, and drains them on shutdown."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import contextlib
+import gc
 import logging
 import time
 import uuid
