@@ -15,7 +15,8 @@ import yaml
 
 from proxy.errors import TetherError
 from proxy.tracing import TracingSettings, parse_tracing
-from proxy.yaml_problems import Problems, type_name, unknown_field
+from proxy.yaml_problems import Problems, unknown_field
+from resiliency.validation import type_name
 
 API_VERSION = "dapr.io/v1alpha1"
 KIND = "Configuration"

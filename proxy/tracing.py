@@ -42,9 +42,10 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 from proxy.trace_context import TraceContext
-from proxy.yaml_problems import Problems, type_name
+from proxy.yaml_problems import Problems
 from resiliency.durations import parse_go_duration
 from resiliency.errors import DurationError
+from resiliency.validation import type_name
 
 # Dapr's rate when ``samplingRate`` is empty or not a number.
 DEFAULT_SAMPLING_RATE = 0.0001

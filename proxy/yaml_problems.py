@@ -5,24 +5,8 @@ from __future__ import annotations
 
 import difflib
 
-
-def type_name(value: object) -> str:
-    """How a YAML value's type reads in a message."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "mapping"
-    return type(value).__name__
+# One wording of YAML types for every loader in tether, the Resiliency loader's.
+from resiliency.validation import type_name
 
 
 def unknown_field(path: str, key: str, known: tuple[str, ...]) -> str:

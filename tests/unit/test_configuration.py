@@ -89,7 +89,7 @@ def test_connection_string_forms(tmp_path: Path) -> None:
     ]
     assert problems(tmp_path, bad + "      connectionString: ''\n") == [base + "must not be empty"]
     assert problems(tmp_path, bad + "      connectionString: 3\n") == [
-        base + "expected a string, got integer"
+        base + "expected a string, got an integer"
     ]
 
 
@@ -122,9 +122,9 @@ def test_missing_header_fields(tmp_path: Path) -> None:
         "metadata.name: missing",
     ]
     assert problems(tmp_path, "apiVersion: 1\nkind: Configuration\nmetadata: []\nspec: 3\n") == [
-        'apiVersion: expected "dapr.io/v1alpha1", got integer',
-        "metadata: expected a mapping, got list",
-        "spec: expected a mapping, got integer",
+        'apiVersion: expected "dapr.io/v1alpha1", got an integer',
+        "metadata: expected a mapping, got a list",
+        "spec: expected a mapping, got an integer",
     ]
     assert problems(tmp_path, HEADER.replace("appconfig", "''")) == [
         "metadata.name: must not be empty"
@@ -183,7 +183,7 @@ spec:
         "spec.nameResolution.component: missing (supported: sqlite)",
     ]
     assert problems(tmp_path, HEADER + "spec:\n  nameResolution: sqlite\n") == [
-        "spec.nameResolution: expected a mapping, got string"
+        "spec.nameResolution: expected a mapping, got a string"
     ]
 
 
@@ -230,7 +230,7 @@ def test_sqlite_keys_are_case_insensitive_like_dapr(tmp_path: Path) -> None:
         ("1500ms", '"1500ms" is not a whole number of seconds'),
         ("500ms", '"500ms" is too short (at least "1s")'),
         ("-5s", '"-5s" is too short (at least "1s")'),
-        ("[5s]", "expected a string, got list"),
+        ("[5s]", "expected a string, got a list"),
     ],
 )
 def test_update_interval_errors(tmp_path: Path, value: str, message: str) -> None:
@@ -258,7 +258,7 @@ def test_yaml_syntax_error_exact(tmp_path: Path) -> None:
 
 def test_empty_and_non_mapping_files(tmp_path: Path) -> None:
     assert problems(tmp_path, "") == ["the file is empty"]
-    assert problems(tmp_path, "- 1\n- 2\n") == ["expected a mapping at the top level, got list"]
+    assert problems(tmp_path, "- 1\n- 2\n") == ["expected a mapping at the top level, got a list"]
 
 
 def test_missing_and_undecodable_files(tmp_path: Path) -> None:
@@ -342,7 +342,7 @@ def test_metric_problems_all_at_once(tmp_path: Path) -> None:
         + "    http:\n      pathMatchin: [/a]\n      pathMatching: [a]\n"
     )
     assert problems(tmp_path, text) == [
-        "spec.metrics.enabled: expected true or false, got string",
+        "spec.metrics.enabled: expected true or false, got a string",
         "spec.metrics.recordErrorCodes: error-code metrics are not supported yet by tether",
         "spec.metrics.rules: metric label rules are not supported yet by tether",
         "spec.metrics.latencyDistributionBuckets: expected a list of positive numbers"

@@ -85,7 +85,7 @@ def test_sampling_rate_as_unquoted_number() -> None:
 
 def test_sampling_rate_of_the_wrong_type() -> None:
     assert problems_of({"samplingRate": True}) == [
-        "config.yaml: spec.tracing.samplingRate: expected a string, got boolean"
+        "config.yaml: spec.tracing.samplingRate: expected a string, got true/false"
     ]
 
 
@@ -95,12 +95,12 @@ def test_stdout() -> None:
     assert settings.enabled
     assert not parse({"stdout": False}).stdout
     assert problems_of({"stdout": "yes"}) == [
-        "config.yaml: spec.tracing.stdout: expected true or false, got string"
+        "config.yaml: spec.tracing.stdout: expected true or false, got a string"
     ]
 
 
 def test_tracing_must_be_a_mapping() -> None:
-    assert problems_of(["x"]) == ["config.yaml: spec.tracing: expected a mapping, got list"]
+    assert problems_of(["x"]) == ["config.yaml: spec.tracing: expected a mapping, got a list"]
 
 
 def test_unknown_keys_with_suggestions() -> None:
@@ -174,7 +174,7 @@ def test_zipkin_without_an_address_is_not_configured(zipkin: object) -> None:
 
 def test_zipkin_shape_problems() -> None:
     assert problems_of({"zipkin": "http://x"}) == [
-        "config.yaml: spec.tracing.zipkin: expected a mapping, got string"
+        "config.yaml: spec.tracing.zipkin: expected a mapping, got a string"
     ]
     assert problems_of({"zipkin": {"endpoint": "x"}}) == [
         'config.yaml: spec.tracing.zipkin.endpoint: unknown field (did you mean "endpointAddress"?)'
@@ -249,13 +249,13 @@ def test_otel_problems_are_all_reported_at_once() -> None:
         "timeout": "5",
     }
     assert problems_of({"samplingRate": False, "stdout": 1, "otel": otel}) == [
-        "config.yaml: spec.tracing.samplingRate: expected a string, got boolean",
-        "config.yaml: spec.tracing.stdout: expected true or false, got integer",
-        "config.yaml: spec.tracing.otel.endpointAddress: expected a string, got integer",
+        "config.yaml: spec.tracing.samplingRate: expected a string, got true/false",
+        "config.yaml: spec.tracing.stdout: expected true or false, got an integer",
+        "config.yaml: spec.tracing.otel.endpointAddress: expected a string, got an integer",
         'config.yaml: spec.tracing.otel.protocol: "udp" is not supported (supported: grpc, http)',
-        "config.yaml: spec.tracing.otel.isSecure: expected true or false, got string",
+        "config.yaml: spec.tracing.otel.isSecure: expected true or false, got a string",
         "config.yaml: spec.tracing.otel.headers: expected a mapping, a list of name/value pairs"
-        ' or "key=value,..." text, got integer',
+        ' or "key=value,..." text, got an integer',
         'config.yaml: spec.tracing.otel.timeout: "5" is not a duration',
         "config.yaml: spec.tracing.otel.endpointAddress: missing (nothing would be exported)",
     ]
@@ -264,16 +264,16 @@ def test_otel_problems_are_all_reported_at_once() -> None:
 def test_otel_header_entry_problems() -> None:
     headers = [{"name": "a"}, {"name": "", "value": "x"}, "b=c", {"name": "d", "value": 1}]
     assert problems_of({"otel": {"endpointAddress": "c:4317", "headers": headers}}) == [
-        "config.yaml: spec.tracing.otel.headers[0].value: expected a string, got null",
+        "config.yaml: spec.tracing.otel.headers[0].value: expected a string, got empty",
         "config.yaml: spec.tracing.otel.headers[1].name: must not be empty",
-        "config.yaml: spec.tracing.otel.headers[2]: expected a mapping, got string",
-        "config.yaml: spec.tracing.otel.headers[3].value: expected a string, got integer",
+        "config.yaml: spec.tracing.otel.headers[2]: expected a mapping, got a string",
+        "config.yaml: spec.tracing.otel.headers[3].value: expected a string, got an integer",
     ]
     assert problems_of({"otel": {"endpointAddress": "c:4317", "headers": "a=1,oops"}}) == [
         'config.yaml: spec.tracing.otel.headers: "oops" is not "key=value"'
     ]
     assert problems_of({"otel": {"endpointAddress": "c:4317", "headers": {"a": 1}}}) == [
-        "config.yaml: spec.tracing.otel.headers.a: expected a string, got integer"
+        "config.yaml: spec.tracing.otel.headers.a: expected a string, got an integer"
     ]
 
 
@@ -282,7 +282,7 @@ def test_otel_timeout_must_be_positive() -> None:
         "config.yaml: spec.tracing.otel.timeout: must be more than 0"
     ]
     assert problems_of({"otel": {"endpointAddress": "c:4317", "timeout": 5}}) == [
-        "config.yaml: spec.tracing.otel.timeout: expected a string, got integer"
+        "config.yaml: spec.tracing.otel.timeout: expected a string, got an integer"
     ]
 
 
