@@ -17,13 +17,10 @@ from typing import NoReturn
 
 from certs.authority import create_authority, write_authority
 from certs.errors import CertError
-from proxy import grpc_tuning
-from proxy.app_health import HealthCheckSettings
-from proxy.configuration import ConfigError, load_configuration
-from proxy.errors import TetherError, UsageError
-from proxy.logs import LEVELS, configure_logging
-from proxy.resources import check_resources
-from proxy.settings import (
+from proxy.app.health import HealthCheckSettings
+from proxy.config.configuration import ConfigError, load_configuration
+from proxy.config.resources import check_resources
+from proxy.config.settings import (
     DEFAULT_TRUST_DOMAIN,
     SidecarSettings,
     host_identity,
@@ -32,7 +29,10 @@ from proxy.settings import (
     parse_port,
     parse_size,
 )
-from proxy.tracing import parse_tracing
+from proxy.core.errors import TetherError, UsageError
+from proxy.hop import grpc_tuning
+from proxy.observability.logs import LEVELS, configure_logging
+from proxy.observability.tracing import parse_tracing
 from resiliency import load_resiliency, summarize
 
 DEFAULT_CERTS_DIR = "~/.tether/certs"

@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from types import FrameType
 
 from certs.authority import create_authority, write_authority
-from proxy.errors import TetherError
-from proxy.settings import SidecarSettings
+from proxy.config.settings import SidecarSettings
+from proxy.core.errors import TetherError
 
 # Where a Dapr SDK looks for the gRPC API by default; tether does not serve it yet.
 DEFAULT_DAPR_GRPC_PORT = "50001"

@@ -24,27 +24,27 @@ from certs.tls import (
     server_credentials,
 )
 from certs.workload import WorkloadIdentity, issue_workload_identity
-from proxy.api import ApiHandler, AppConnection
-from proxy.app_channel import HttpAppChannel
-from proxy.app_health import AppHealthProber, AppHealthState
-from proxy.body import CHUNK_SIZE
-from proxy.callee import Callee
-from proxy.configuration import MetricConfig
-from proxy.errors import TetherError
-from proxy.header_rules import CallerIdentity
-from proxy.http_server import HttpLimits, HttpServer
-from proxy.internal_client import InternalClient, SecurityFactory
-from proxy.internal_server import ServiceInvocation
-from proxy.invocation import Invoker, Locality
-from proxy.metrics import Metrics, MetricSettings
-from proxy.metrics_server import api_observer, metrics_server
-from proxy.mux_server import MuxService, ParkedBodies
-from proxy.name_resolution import RegistryHeartbeat, SqliteResolver
+from proxy.app.channel import HttpAppChannel
+from proxy.app.health import AppHealthProber, AppHealthState
+from proxy.config.configuration import MetricConfig
+from proxy.config.resiliency_reload import ResiliencyFiles, ResiliencyReloader
+from proxy.config.settings import SidecarSettings
+from proxy.core.body import CHUNK_SIZE
+from proxy.core.errors import TetherError
+from proxy.discovery.registry import Endpoint, Registration, RegistryError, SqliteRegistry
+from proxy.discovery.resolver import RegistryHeartbeat, SqliteResolver
+from proxy.edge.api import ApiHandler, AppConnection
+from proxy.edge.http_server import HttpLimits, HttpServer
+from proxy.hop.callee import Callee
+from proxy.hop.header_rules import CallerIdentity
+from proxy.hop.internal_client import InternalClient, SecurityFactory
+from proxy.hop.internal_server import ServiceInvocation
+from proxy.hop.invoker import Invoker, Locality
+from proxy.hop.mux_server import MuxService, ParkedBodies
+from proxy.observability.metrics import Metrics, MetricSettings
+from proxy.observability.metrics_server import api_observer, metrics_server
+from proxy.observability.tracing import Tracer
 from proxy.protos import internals_pb2_grpc, mux_pb2_grpc
-from proxy.registry import Endpoint, Registration, RegistryError, SqliteRegistry
-from proxy.resiliency_reload import ResiliencyFiles, ResiliencyReloader
-from proxy.settings import SidecarSettings
-from proxy.tracing import Tracer
 from resiliency import BreakerState, ResiliencyConfig, ResiliencyEngine
 
 log = logging.getLogger("tether.sidecar")

@@ -13,7 +13,7 @@ from tests.e2e.harness import Cluster, request
 
 SIZE = 200 * 1024 * 1024
 CHUNK = b"z" * (256 * 1024)
-# tether reads a body whole only up to this size (proxy.http_server.HttpLimits);
+# tether reads a body whole only up to this size (proxy.edge.http_server.HttpLimits);
 # anything larger streams in 64 KiB chunks.
 REPLAY_BUFFER = 4 * 1024 * 1024
 

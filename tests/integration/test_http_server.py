@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from proxy.body import Body
-from proxy.http_server import HttpLimits, HttpRequest, HttpResponse, HttpServer
+from proxy.core.body import Body
+from proxy.edge.http_server import HttpLimits, HttpRequest, HttpResponse, HttpServer
 
 HOST = "127.0.0.1"
 # Upper bound for any single wait on the server; never asserted as a duration.

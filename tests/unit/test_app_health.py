@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from proxy.app_health import AppHealthState
+from proxy.app.health import AppHealthState
 
 
 def test_unhealthy_until_first_success() -> None:

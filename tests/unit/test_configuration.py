@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.configuration import (
+from proxy.config.configuration import (
     ConfigError,
     ConfigurationSettings,
     DurationError,
@@ -316,7 +316,7 @@ def test_parse_go_duration_errors(text: str, message: str) -> None:
 
 
 def test_metric_section(tmp_path: Path) -> None:
-    from proxy.configuration import MetricConfig, load_configuration
+    from proxy.config.configuration import MetricConfig, load_configuration
 
     path = tmp_path / "config.yaml"
     path.write_text(

@@ -7,14 +7,13 @@ import json
 import grpc
 import pytest
 
-from proxy import dapr_errors
-from proxy.dapr_errors import (
+from proxy.core.grpc_status import GRPC_CODE_NAMES, grpc_code_name
+from proxy.edge import dapr_errors
+from proxy.edge.dapr_errors import (
     ERR_DIRECT_INVOKE,
-    GRPC_CODE_NAMES,
     NO_APP_ID_MESSAGE,
     direct_invoke_failed,
     error_json,
-    grpc_code_name,
     http_status_from_grpc,
     invalid_api_token,
     no_app_id,

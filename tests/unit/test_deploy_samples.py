@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from proxy.configuration import load_configuration
+from proxy.config.configuration import load_configuration
 from resiliency import load_resiliency
 
 SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "samples"

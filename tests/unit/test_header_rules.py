@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from proxy.header_rules import (
+from proxy.hop.header_rules import (
     CallerIdentity,
     app_request_headers,
     canonical_name,

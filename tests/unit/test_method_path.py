@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.errors import InvalidMethod
-from proxy.method_path import normalize_method
+from proxy.core.errors import InvalidMethod
+from proxy.core.method_path import normalize_method
 
 
 @pytest.mark.parametrize(

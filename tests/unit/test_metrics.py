@@ -6,7 +6,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from proxy.metrics import (
+from proxy.observability.metrics import (
     DAPR_BYTE_BUCKETS,
     DAPR_LATENCY_BUCKETS_MS,
     OVERFLOW,

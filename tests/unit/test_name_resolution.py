@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from proxy.name_resolution import (
+from proxy.discovery.registry import Endpoint, Registration, RegistryError, SqliteRegistry
+from proxy.discovery.resolver import (
     RegistryHeartbeat,
     RegistryUnavailable,
     ResolveError,
     SqliteResolver,
 )
-from proxy.registry import Endpoint, Registration, RegistryError, SqliteRegistry
 
 A = Endpoint("127.0.0.1", 5001)
 B = Endpoint("127.0.0.1", 5002)

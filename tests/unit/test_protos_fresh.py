@@ -36,7 +36,7 @@ def test_wire_names_match_dapr() -> None:
 
 
 def test_the_cli_imports_no_grpc_before_tuning_it() -> None:
-    """proxy.grpc_tuning must set GRPC_EXPERIMENTS before grpc loads (it is read once)."""
+    """proxy.hop.grpc_tuning must set GRPC_EXPERIMENTS before grpc loads (it is read once)."""
     import subprocess
     import sys
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.registry import (
+from proxy.discovery.registry import (
     Endpoint,
     Registration,
     RegistryError,

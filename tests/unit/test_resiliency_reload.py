@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from proxy.resiliency_reload import ResiliencyFiles
+from proxy.config.resiliency_reload import ResiliencyFiles
 
 DOC = """apiVersion: dapr.io/v1alpha1
 kind: Resiliency

@@ -4,8 +4,8 @@ import base64
 
 import pytest
 
-from proxy.errors import InvalidAppId, InvalidMethod
-from proxy.routing import Api, AppAddress, route_request, split_app_id
+from proxy.core.errors import InvalidAppId, InvalidMethod
+from proxy.edge.routing import Api, AppAddress, route_request, split_app_id
 
 
 def test_invoke_path() -> None:

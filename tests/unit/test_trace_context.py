@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from proxy.trace_context import (
+from proxy.observability.trace_context import (
     GRPC_TRACE_BIN_LENGTH,
     TraceContext,
     format_grpc_trace_bin,

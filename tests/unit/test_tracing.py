@@ -11,13 +11,13 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from proxy.trace_context import (
+from proxy.observability.trace_context import (
     format_grpc_trace_bin,
     format_traceparent,
     parse_grpc_trace_bin,
     parse_traceparent,
 )
-from proxy.tracing import (
+from proxy.observability.tracing import (
     CALL_LOCAL_API,
     CALL_LOCAL_STREAM_API,
     DEFAULT_SAMPLING_RATE,
@@ -116,7 +116,7 @@ def test_unknown_keys_with_suggestions() -> None:
 
 
 def test_zipkin_endpoint_is_read() -> None:
-    from proxy.tracing import parse_tracing
+    from proxy.observability.tracing import parse_tracing
 
     zipkin = {"endpointAddress": "http://localhost:9411/api/v2/spans"}
     settings, found = parse_tracing({"samplingRate": "1", "zipkin": zipkin}, {}, "config.yaml")
@@ -135,7 +135,7 @@ def test_spans_reach_a_real_zipkin_receiver() -> None:
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
-    from proxy.tracing import Tracer, TracingSettings
+    from proxy.observability.tracing import Tracer, TracingSettings
 
     received: list[dict[str, object]] = []
 

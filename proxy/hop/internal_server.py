@@ -9,15 +9,15 @@ from typing import NoReturn
 
 import grpc
 
-from proxy.app_channel import AppResponse
-from proxy.body import Body, BodyTooLarge, close_body
-from proxy.callee import Callee, declared_length, response_head
-from proxy.errors import AppChannelError, CallRejected, StreamProtocolError
-from proxy.header_rules import CallerIdentity
-from proxy.metrics import Metrics
+from proxy.app.channel import AppResponse
+from proxy.core.body import Body, BodyTooLarge, close_body
+from proxy.core.errors import AppChannelError, CallRejected, StreamProtocolError
+from proxy.hop.callee import Callee, declared_length, response_head
+from proxy.hop.header_rules import CallerIdentity
+from proxy.hop.rpc_methods import CALL_LOCAL, CALL_LOCAL_STREAM
+from proxy.observability.metrics import Metrics
+from proxy.observability.trace_propagation import grpc_metadata_trace
 from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc
-from proxy.rpc_methods import CALL_LOCAL, CALL_LOCAL_STREAM
-from proxy.trace_propagation import grpc_metadata_trace
 
 # Verifies the peer and returns its identity; None when mTLS is off.
 IdentityCheck = Callable[[grpc.aio.ServicerContext], CallerIdentity | None]

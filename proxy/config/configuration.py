@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from proxy.errors import TetherError
-from proxy.tracing import TracingSettings, parse_tracing
-from proxy.yaml_problems import Problems, unknown_field
+from proxy.config.yaml_problems import Problems, unknown_field
+from proxy.core.errors import TetherError
+from proxy.observability.tracing import TracingSettings, parse_tracing
 from resiliency.validation import type_name
 
 API_VERSION = "dapr.io/v1alpha1"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from proxy.errors import UsageError
+from proxy.core.errors import UsageError
 
 # Dapr resource kinds tether does not apply yet (Resiliency it does).
 _NOT_YET = {

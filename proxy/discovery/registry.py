@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from proxy.errors import TetherError
+from proxy.core.errors import TetherError
 
 _INIT_ATTEMPTS = 100  # x 50 ms
 

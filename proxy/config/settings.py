@@ -12,11 +12,11 @@ from pathlib import Path
 
 from certs.errors import InvalidSpiffeId
 from certs.spiffe import validate_app_id, validate_namespace
-from proxy.app_health import HealthCheckSettings
-from proxy.configuration import MetricConfig
-from proxy.errors import UsageError
-from proxy.registry import default_registry_path
-from proxy.tracing import TracingSettings
+from proxy.app.health import HealthCheckSettings
+from proxy.config.configuration import MetricConfig
+from proxy.core.errors import UsageError
+from proxy.discovery.registry import default_registry_path
+from proxy.observability.tracing import TracingSettings
 
 DEFAULT_TRUST_DOMAIN = "public"
 _SIZE = re.compile(r"^\s*(\d+)\s*(Ki|Mi|Gi|k|K|M|G|B)?\s*$")

@@ -9,23 +9,23 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from proxy.app_channel import AppResponse, HttpAppChannel
-from proxy.app_health import AppHealthState
-from proxy.body import Body, BodyReadError
-from proxy.dapr_errors import GRPC_CODE_NAMES
-from proxy.errors import AppChannelError, CallRejected, InvalidMethod, StreamProtocolError
-from proxy.header_rules import (
+from proxy.app.channel import AppResponse, HttpAppChannel
+from proxy.app.health import AppHealthState
+from proxy.core.body import Body, BodyReadError
+from proxy.core.errors import AppChannelError, CallRejected, InvalidMethod, StreamProtocolError
+from proxy.core.grpc_status import GRPC_CODE_NAMES
+from proxy.core.method_path import normalize_method
+from proxy.hop.header_rules import (
     CALLER_APP_ID,
     CallerIdentity,
     app_request_headers,
     response_metadata,
 )
-from proxy.method_path import normalize_method
-from proxy.metrics import Metrics
+from proxy.observability.metrics import Metrics
+from proxy.observability.trace_context import TraceContext
+from proxy.observability.trace_propagation import app_headers_with_trace, metadata_trace
+from proxy.observability.tracing import Tracer, call_local_span_name, callee_span_attributes
 from proxy.protos import common_pb2, internals_pb2
-from proxy.trace_context import TraceContext
-from proxy.trace_propagation import app_headers_with_trace, metadata_trace
-from proxy.tracing import Tracer, call_local_span_name, callee_span_attributes
 
 _VERB_NAMES = {
     value.number: value.name for value in common_pb2.HTTPExtension.Verb.DESCRIPTOR.values

@@ -12,14 +12,14 @@ from typing import Any
 import grpc
 
 from certs.spiffe import SpiffeId
-from proxy.body import Body, BodyReadError
-from proxy.errors import InvocationFailed
-from proxy.mux_client import MuxConnection, MuxUnsupported
-from proxy.mux_server import INLINE_LIMIT
+from proxy.core.body import Body, BodyReadError
+from proxy.core.errors import InvocationFailed
+from proxy.discovery.registry import Endpoint
+from proxy.hop.mux_client import MuxConnection, MuxUnsupported
+from proxy.hop.mux_server import INLINE_LIMIT
+from proxy.hop.rpc_methods import CALL_LOCAL, CALL_LOCAL_STREAM, MUX_CALL
+from proxy.observability.trace_propagation import grpc_trace_metadata, metadata_trace
 from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc, mux_pb2_grpc
-from proxy.registry import Endpoint
-from proxy.rpc_methods import CALL_LOCAL, CALL_LOCAL_STREAM, MUX_CALL
-from proxy.trace_propagation import grpc_trace_metadata, metadata_trace
 
 # Builds (credentials, extra channel options) for a peer; None means plaintext.
 SecurityFactory = Callable[[SpiffeId], tuple[grpc.ChannelCredentials, list[tuple[str, str]]]]

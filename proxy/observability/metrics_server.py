@@ -3,9 +3,9 @@ daprd), and the adapter that feeds the API server's requests into them."""
 
 from __future__ import annotations
 
-from proxy.body import Body
-from proxy.http_server import HttpLimits, HttpRequest, HttpResponse, HttpServer, Observer
-from proxy.metrics import Metrics
+from proxy.core.body import Body
+from proxy.edge.http_server import HttpLimits, HttpRequest, HttpResponse, HttpServer, Observer
+from proxy.observability.metrics import Metrics
 
 
 def metrics_server(metrics: Metrics) -> HttpServer:

@@ -10,9 +10,9 @@ from typing import Any
 
 import grpc
 
-from proxy.body import Body
-from proxy.dapr_errors import grpc_code_name
-from proxy.errors import InvocationFailed
+from proxy.core.body import Body
+from proxy.core.errors import InvocationFailed
+from proxy.core.grpc_status import grpc_code_name
 from proxy.protos import internals_pb2, mux_pb2
 
 

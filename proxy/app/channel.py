@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import h11
 
-from proxy.body import CHUNK_SIZE, Body
-from proxy.errors import AppChannelError
+from proxy.core.body import CHUNK_SIZE, Body
+from proxy.core.errors import AppChannelError
 
 Headers = list[tuple[bytes, bytes]]
 

@@ -9,7 +9,7 @@ and can not become a separator, ``%252F`` stays as it is.
 
 from __future__ import annotations
 
-from proxy.errors import InvalidMethod
+from proxy.core.errors import InvalidMethod
 
 _FORBIDDEN = frozenset("#?\x7f") | frozenset(chr(c) for c in range(0x20))
 

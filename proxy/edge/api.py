@@ -9,14 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-from proxy import dapr_errors
-from proxy.app_health import AppHealthState, HealthCheckSettings
-from proxy.body import Body
-from proxy.errors import InvalidMethod
-from proxy.http_server import HttpRequest, HttpResponse
-from proxy.invocation import Invoker
-from proxy.routing import Api, route_request
-from proxy.version import RUNTIME_VERSION
+from proxy.app.health import AppHealthState, HealthCheckSettings
+from proxy.core.body import Body
+from proxy.core.errors import InvalidMethod
+from proxy.core.version import RUNTIME_VERSION
+from proxy.edge import dapr_errors
+from proxy.edge.http_server import HttpRequest, HttpResponse
+from proxy.edge.routing import Api, route_request
+from proxy.hop.invoker import Invoker
 
 _JSON = [(b"content-type", b"application/json")]
 

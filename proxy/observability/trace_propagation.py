@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from proxy.protos import internals_pb2
-from proxy.trace_context import (
+from proxy.observability.trace_context import (
     TraceContext,
     format_grpc_trace_bin,
     format_traceparent,
     parse_grpc_trace_bin,
     parse_traceparent,
 )
+from proxy.protos import internals_pb2
 
 # Keys as Go canonicalises them, which is how Dapr's metadata carries them.
 _TRACEPARENT = "Traceparent"

@@ -14,15 +14,15 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from proxy.body import Body, close_body
-from proxy.callee import Callee, response_head
-from proxy.dapr_errors import grpc_code_name
-from proxy.errors import AppChannelError, CallRejected
-from proxy.header_rules import CallerIdentity
-from proxy.internal_server import IdentityCheck, abort
-from proxy.metrics import Metrics
+from proxy.core.body import Body, close_body
+from proxy.core.errors import AppChannelError, CallRejected
+from proxy.core.grpc_status import grpc_code_name
+from proxy.hop.callee import Callee, response_head
+from proxy.hop.header_rules import CallerIdentity
+from proxy.hop.internal_server import IdentityCheck, abort
+from proxy.hop.rpc_methods import MUX_CALL
+from proxy.observability.metrics import Metrics
 from proxy.protos import common_pb2, mux_pb2, mux_pb2_grpc
-from proxy.rpc_methods import MUX_CALL
 
 log = logging.getLogger("tether.mux")
 

@@ -11,25 +11,26 @@ from dataclasses import dataclass
 
 from certs.errors import InvalidSpiffeId
 from certs.spiffe import SpiffeId
-from proxy import dapr_errors
-from proxy.body import Body, BodyTooLarge, close_body
-from proxy.callee import Callee
-from proxy.errors import CallRejected, InvalidAppId, InvocationFailed
-from proxy.header_rules import (
+from proxy.core.body import Body, BodyTooLarge, close_body
+from proxy.core.errors import CallRejected, InvalidAppId, InvocationFailed
+from proxy.core.grpc_status import grpc_code_name
+from proxy.discovery.resolver import ResolveError, Resolver
+from proxy.edge import dapr_errors
+from proxy.edge.http_server import HttpRequest, HttpResponse
+from proxy.edge.routing import AppAddress, Route, split_app_id
+from proxy.hop.callee import Callee
+from proxy.hop.header_rules import (
     CallerIdentity,
     client_response_headers,
     outbound_metadata,
     strip_hop_by_hop,
 )
-from proxy.http_server import HttpRequest, HttpResponse
-from proxy.internal_client import InternalClient
-from proxy.metrics import Metrics
-from proxy.name_resolution import ResolveError, Resolver
+from proxy.hop.internal_client import InternalClient
+from proxy.observability.metrics import Metrics
+from proxy.observability.trace_context import format_traceparent
+from proxy.observability.trace_propagation import incoming_trace, propagate
+from proxy.observability.tracing import Tracer, call_local_span_name, caller_span_attributes
 from proxy.protos import common_pb2, internals_pb2
-from proxy.routing import AppAddress, Route, split_app_id
-from proxy.trace_context import format_traceparent
-from proxy.trace_propagation import incoming_trace, propagate
-from proxy.tracing import Tracer, call_local_span_name, caller_span_attributes
 from resiliency import (
     SUCCESS,
     TRANSPORT_FAILURE,
@@ -269,7 +270,7 @@ class Invoker:
         status = remote.status
         if status < 100:
             # A gRPC status from a gRPC app: Dapr's HTTPStatusFromCode.
-            status = dapr_errors.http_status_from_grpc(dapr_errors.grpc_code_name(status))
+            status = dapr_errors.http_status_from_grpc(grpc_code_name(status))
         return _Answer(
             status, client_response_headers(remote.headers, remote.content_type), remote.body
         )

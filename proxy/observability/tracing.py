@@ -1,7 +1,7 @@
 """OpenTelemetry tracing for the sidecar: settings, one ``Tracer``, Dapr's span shapes.
 
 The proxy code talks to this module in plain values (``TraceContext`` from
-``proxy.trace_context``, attribute dicts, status codes) and never touches an
+``proxy.observability.trace_context``, attribute dicts, status codes) and never touches an
 OpenTelemetry type, so the request path reads the same whether tracing is on or off.
 
 Settings come from a Dapr ``Configuration``'s ``spec.tracing`` and the standard
@@ -41,8 +41,8 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-from proxy.trace_context import TraceContext
-from proxy.yaml_problems import Problems
+from proxy.config.yaml_problems import Problems
+from proxy.observability.trace_context import TraceContext
 from resiliency.durations import parse_go_duration
 from resiliency.errors import DurationError
 from resiliency.validation import type_name

@@ -18,9 +18,9 @@ from http import HTTPStatus
 
 import h11
 
-from proxy.body import CHUNK_SIZE, EMPTY, Body, BodyReadError, BodyTooLarge, close_body
-from proxy.dapr_errors import ERR_MALFORMED_REQUEST, ErrorResponse, error_json
-from proxy.errors import TetherError
+from proxy.core.body import CHUNK_SIZE, EMPTY, Body, BodyReadError, BodyTooLarge, close_body
+from proxy.core.errors import TetherError
+from proxy.edge.dapr_errors import ERR_MALFORMED_REQUEST, ErrorResponse, error_json
 
 log = logging.getLogger("tether.http")
 

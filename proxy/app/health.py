@@ -9,9 +9,9 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-from proxy.app_channel import HttpAppChannel
-from proxy.body import Body, close_body
-from proxy.errors import AppChannelError
+from proxy.app.channel import HttpAppChannel
+from proxy.core.body import Body, close_body
+from proxy.core.errors import AppChannelError
 
 log = logging.getLogger("tether.apphealth")
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from proxy.errors import TetherError
-from proxy.registry import Endpoint, Registration, RegistryError, SqliteRegistry
+from proxy.core.errors import TetherError
+from proxy.discovery.registry import Endpoint, Registration, RegistryError, SqliteRegistry
 
 log = logging.getLogger("tether.registry")
 

@@ -10,7 +10,7 @@ import socket
 import sys
 from datetime import UTC, datetime
 
-from proxy.version import RUNTIME_VERSION
+from proxy.core.version import RUNTIME_VERSION
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
           "error": logging.ERROR, "fatal": logging.CRITICAL}  # fmt: skip

@@ -10,8 +10,8 @@ import enum
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from proxy.errors import InvalidAppId
-from proxy.method_path import normalize_method
+from proxy.core.errors import InvalidAppId
+from proxy.core.method_path import normalize_method
 
 INVOKE_PREFIX = "/v1.0/invoke/"
 _METHOD_MARK = "/method/"
