@@ -134,3 +134,48 @@ def test_replayable_request_is_sent_once_more_on_a_fresh_connection(
         ]
 
     _run(scenario)
+
+
+def test_pooled_connection_reset_while_idle_is_skipped_under_uvloop() -> None:
+    """The sidecar runs on uvloop, whose transports raise RuntimeError (not OSError)
+    on a write after a reset; such a connection must be dropped, not used."""
+    import socket
+    import struct
+
+    import uvloop
+
+    served: list[str] = []
+
+    async def answer_then_reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER)
+        request, _ = await _read_request(conn, reader)
+        assert request is not None
+        served.append(request.target.decode())
+        writer.write(
+            conn.send(h11.Response(status_code=204, headers=[]))
+            + (conn.send(h11.EndOfMessage()) or b"")
+        )
+        await writer.drain()
+        if len(served) == 1:  # the first connection: reset it once answered
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(answer_then_reset, HOST, 0)
+        channel = HttpAppChannel(HOST, server.sockets[0].getsockname()[1])
+        try:
+            first = await channel.call("GET", "/first", [], Body(b""))
+            assert first.status == 204
+            pooled = channel._idle[0]
+            async with asyncio.timeout(WAIT):
+                while not pooled.writer.transport.is_closing():
+                    await asyncio.sleep(0.01)  # until the loop has seen the reset
+            second = await channel.call("GET", "/second", [], Body(b""))
+            assert second.status == 204
+            assert served == ["/first", "/second"]
+        finally:
+            await channel.close()
+            server.close()
+
+    uvloop.run(main())
