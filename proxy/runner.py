@@ -1,9 +1,11 @@
 """``tether run``: a sidecar and the app beside it, started and stopped together.
 
 The sidecar starts first (as ``tether sidecar`` in a child process) and the
-app only once ``/v1.0/healthz/outbound`` answers 204, with ``DAPR_HTTP_PORT``,
-``DAPR_GRPC_PORT`` and ``APP_ID`` set. SIGINT/SIGTERM go to both; when the app
-exits the sidecar is drained, and when the sidecar dies the app is stopped.
+app only once ``/v1.0/healthz/outbound`` answers 204, with ``DAPR_HTTP_PORT`` and
+``APP_ID`` set. ``DAPR_GRPC_PORT`` stays unset (even if inherited) until tether
+serves the Dapr gRPC API: an SDK given a port must find something there.
+SIGINT/SIGTERM go to both; when the app exits the sidecar is drained, and when
+the sidecar dies the app is stopped.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ from certs.authority import create_authority, write_authority
 from proxy.config.settings import SidecarSettings
 from proxy.core.errors import TetherError
 
-# Where a Dapr SDK looks for the gRPC API by default; tether does not serve it yet.
-DEFAULT_DAPR_GRPC_PORT = "50001"
 _READY_TIMEOUT = 30.0
 _POLL = 0.05
 
@@ -104,11 +104,8 @@ def run_with_app(sidecar_flags: list[str], command: list[str], settings: Sidecar
                 raise TetherError(f"the sidecar was not ready within {_READY_TIMEOUT:.0f}s")
             time.sleep(_POLL)
         env = dict(os.environ)
-        env.update(
-            DAPR_HTTP_PORT=str(settings.http_port),
-            DAPR_GRPC_PORT=DEFAULT_DAPR_GRPC_PORT,
-            APP_ID=settings.app_id,
-        )
+        env.update(DAPR_HTTP_PORT=str(settings.http_port), APP_ID=settings.app_id)
+        env.pop("DAPR_GRPC_PORT", None)
         if settings.app_port is not None:
             env["APP_PORT"] = str(settings.app_port)
         try:

@@ -33,6 +33,7 @@ from proxy.core.body import CHUNK_SIZE
 from proxy.core.errors import TetherError
 from proxy.discovery.registry import Endpoint, Registration, RegistryError, SqliteRegistry
 from proxy.discovery.resolver import RegistryHeartbeat, SqliteResolver
+from proxy.edge import dapr_errors
 from proxy.edge.api import ApiHandler, AppConnection
 from proxy.edge.http_server import HttpLimits, HttpServer
 from proxy.hop.callee import Callee
@@ -164,6 +165,7 @@ class Sidecar:
             handler,
             HttpLimits(max_header_bytes=s.read_buffer_size, max_body_size=s.max_body_size),
             api_observer(metrics) if metrics is not None else None,
+            reject=dapr_errors.rejected,
         )
         try:
             await self._http.listen(list(s.listen_addresses), s.http_port)

@@ -17,7 +17,27 @@ Headers = list[tuple[bytes, bytes]]
 
 # Methods whose requests normally carry a body; others get no Content-Length: 0.
 _BODY_VERBS = frozenset({"POST", "PUT", "PATCH"})
+# Go's Request.isReplayable (net/http/request.go): these methods, or a request that
+# carries an idempotency key, may be sent again after the app took it and said nothing.
+_REPLAYABLE_VERBS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+_IDEMPOTENCY_KEYS = frozenset({b"idempotency-key", b"x-idempotency-key"})
 _MAX_RESPONSE_HEADER_BYTES = 64 * 1024
+
+
+def may_replay(verb: str, headers: Headers, *, written: bool, answered: bool) -> bool:
+    """Whether a request that failed on a reused connection may go out again
+    (Go's Transport.shouldRetryRequest; the caller checks that the body is in hand).
+
+    Nothing of it reached the app: always. Otherwise only when the app answered
+    nothing at all and the request is replayable, so a POST the app may have acted
+    on is never run twice.
+    """
+    if not written:
+        return True
+    if answered:
+        return False
+    keyed = any(name.lower() in _IDEMPOTENCY_KEYS for name, _ in headers)
+    return verb in _REPLAYABLE_VERBS or keyed
 
 
 @dataclass(slots=True)
@@ -28,17 +48,30 @@ class AppResponse:
 
 
 class _Connection:
-    __slots__ = ("conn", "reader", "writer")
+    __slots__ = ("answered", "conn", "reader", "writer", "written")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
         self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_RESPONSE_HEADER_BYTES)
+        # Of the request in progress: did any of it go out, did any answer come back.
+        self.written = False
+        self.answered = False
+
+    def _write(self, data: bytes) -> None:
+        if self.writer.transport.is_closing():
+            # Lost while idle (a reset, say); uvloop raises RuntimeError on a write here.
+            raise ConnectionResetError("the connection to the app is closed")
+        self.writer.write(data)
+        # asyncio closes the transport when the kernel refuses the first send (or drops
+        # the write on a transport already lost); then not a byte of it went out.
+        if not self.writer.transport.is_closing():
+            self.written = True
 
     async def send(self, event: h11.Event) -> None:
         data = self.conn.send(event)
         if data:
-            self.writer.write(data)
+            self._write(data)
             await self.writer.drain()
 
     def send_whole(self, request: h11.Request, data: bytes) -> None:
@@ -48,13 +81,17 @@ class _Connection:
         if data:
             parts.append(conn.send(h11.Data(data=data)))
         parts.append(conn.send(h11.EndOfMessage()))
-        self.writer.write(b"".join(p for p in parts if p))
+        self._write(b"".join(p for p in parts if p))
 
     async def next_event(self) -> h11.Event | type[h11.PAUSED] | type[h11.NEED_DATA]:
         while True:
             event = self.conn.next_event()
             if event is h11.NEED_DATA:
-                self.conn.receive_data(await self.reader.read(CHUNK_SIZE))
+                data = await self.reader.read(CHUNK_SIZE)
+                if not data and not self.answered:
+                    raise _EmptyResponse("the app closed the connection without answering")
+                self.answered = self.answered or bool(data)
+                self.conn.receive_data(data)
                 continue
             return event
 
@@ -100,19 +137,26 @@ class HttpAppChannel:
         else:
             request_headers.append((b"transfer-encoding", b"chunked"))
         request = h11.Request(method=verb, target=target.encode("latin-1"), headers=request_headers)
-        # A pooled connection may have been closed by the app while idle; a
-        # request whose body is in hand is retried once on a fresh connection.
+        # A pooled connection may have been closed by the app while idle. As Go's
+        # transport does, a request that failed on one goes out again (on the next
+        # connection) only if may_replay says so and its body is in hand; a failure
+        # on a fresh connection is the app's answer and is never retried.
         while self._idle:
             connection = self._idle.pop()
-            if connection.reader.at_eof():
-                connection.close()  # the app closed it while it sat idle
+            if connection.reader.at_eof() or connection.writer.transport.is_closing():
+                connection.close()  # the app closed or reset it while it sat idle
                 continue
             try:
                 return await self._exchange(connection, request, body)
-            except (OSError, h11.ProtocolError, _EmptyResponse):
+            except (OSError, h11.ProtocolError, _EmptyResponse) as exc:
                 connection.close()
-                if not body.complete:
-                    raise AppChannelError("connection to the app was lost") from None
+                replay = body.complete and may_replay(
+                    verb, headers, written=connection.written, answered=connection.answered
+                )
+                if not replay:
+                    raise AppChannelError(
+                        f"error calling the app at {self.host}:{self.port}: {exc}"
+                    ) from exc
         try:
             connection = await self._open()
             return await self._exchange(connection, request, body)
@@ -133,6 +177,7 @@ class HttpAppChannel:
     async def _exchange(
         self, connection: _Connection, request: h11.Request, body: Body
     ) -> AppResponse:
+        connection.written = connection.answered = False
         try:
             return await self._send_and_read_head(connection, request, body)
         except BaseException:
@@ -154,8 +199,6 @@ class HttpAppChannel:
             event = await connection.next_event()
             if isinstance(event, h11.Response):
                 break
-            if isinstance(event, h11.ConnectionClosed):
-                raise _EmptyResponse("the app closed the connection without answering")
             if not isinstance(event, h11.InformationalResponse):
                 raise h11.RemoteProtocolError(f"unexpected {type(event).__name__} from the app")
         length = _content_length(event.headers)

@@ -10,6 +10,7 @@ ERR_HEALTH_NOT_READY = "ERR_HEALTH_NOT_READY"
 ERR_HEALTH_APPID_NOT_MATCH = "ERR_HEALTH_APPID_NOT_MATCH"
 ERR_OUTBOUND_HEALTH_NOT_READY = "ERR_OUTBOUND_HEALTH_NOT_READY"
 ERR_MALFORMED_REQUEST = "ERR_MALFORMED_REQUEST"
+ERR_INTERNAL = "ERR_INTERNAL"
 
 NO_APP_ID_MESSAGE = "failed getting app id either from the URL path or the header dapr-app-id"
 
@@ -63,3 +64,8 @@ def no_app_id() -> ErrorResponse:
 def invalid_api_token() -> ErrorResponse:
     # Dapr answers a bad token with a plain-text body, not the JSON shape.
     return ErrorResponse(401, b"invalid api token", b"text/plain")
+
+
+def rejected(status: int, reason: str) -> ErrorResponse:
+    """The HTTP server's refusals (and a handler that raised, 500) in Dapr's shape."""
+    return error_json(status, ERR_INTERNAL if status == 500 else ERR_MALFORMED_REQUEST, reason)

@@ -5,6 +5,11 @@ or oversized request never reaches the pipeline (and so never the app):
 CL+TE together, TE on HTTP/1.0, duplicate Host, bad chunking -> 400 and close;
 an over-long request line -> 414; oversized headers -> 431; a body over the
 limit -> 413 and close; slow headers -> connection closed.
+
+The server knows no API's error wording: the wiring gives it a ``Reject`` that
+turns a status and a reason into the body of an error answer (Dapr's JSON on
+the API port). After an error answer it closes the way Go's server and nginx
+do (a lingering close), so the client reads the answer instead of a reset.
 """
 
 from __future__ import annotations
@@ -15,18 +20,48 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Protocol
 
 import h11
 
 from proxy.core.body import CHUNK_SIZE, EMPTY, Body, BodyReadError, BodyTooLarge, close_body
 from proxy.core.errors import TetherError
-from proxy.edge.dapr_errors import ERR_MALFORMED_REQUEST, ErrorResponse, error_json
 
 log = logging.getLogger("tether.http")
 
 Headers = list[tuple[bytes, bytes]]
 # Reason phrases as daprd (Go's net/http) writes them; clients such as the Dapr SDK show them.
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+
+
+class ErrorBody(Protocol):
+    """What an error answer carries; its wording is the caller's."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def content_type(self) -> bytes: ...
+
+
+# Turns a status and a plain reason into an error answer's body. The server uses it
+# for requests it refuses itself (400, 413, 414, 431, 502) and for a handler that
+# raised (500, with a reason that leaks nothing).
+Reject = Callable[[int, str], ErrorBody]
+
+
+@dataclass(frozen=True, slots=True)
+class PlainError:
+    status: int
+    body: bytes
+    content_type: bytes = b"text/plain; charset=utf-8"
+
+
+def plain_reject(status: int, reason: str) -> PlainError:
+    """The default: a one-line text body, as Go's net/http writes for a bad request."""
+    phrase = _REASONS.get(status, b"").decode()
+    return PlainError(status, f"{status} {phrase}: {reason}".encode())
 
 
 @dataclass(slots=True)
@@ -46,7 +81,7 @@ class HttpResponse:
     body: Body = field(default_factory=Body)
 
     @classmethod
-    def of(cls, error: ErrorResponse) -> HttpResponse:
+    def of(cls, error: ErrorBody) -> HttpResponse:
         return cls(error.status, [(b"content-type", error.content_type)], Body(error.body))
 
 
@@ -67,15 +102,26 @@ class HttpLimits:
     # is forwarded and can be sent in one message (and replayed); larger ones
     # stream through in CHUNK_SIZE pieces.
     replay_buffer_size: int = 4 * 1024 * 1024
+    # After an error answer the client may still be sending (200 KB of headers, a
+    # body over the limit). Closing with unread input makes the kernel send a reset,
+    # which can destroy the answer before the client reads it; so we half-close and
+    # read and drop what still comes, up to these bounds, like nginx's lingering_close.
+    linger_time: float = 2.0
+    linger_bytes: int = 16 * 1024 * 1024
 
 
 class HttpServer:
     def __init__(
-        self, handler: Handler, limits: HttpLimits, observe: Observer | None = None
+        self,
+        handler: Handler,
+        limits: HttpLimits,
+        observe: Observer | None = None,
+        reject: Reject = plain_reject,
     ) -> None:
         self._handler = handler
         self._observe = observe
         self._limits = limits
+        self._error_body = reject
         self._servers: list[asyncio.Server] = []
         self._writers: set[asyncio.StreamWriter] = set()
         self._busy = 0
@@ -102,6 +148,8 @@ class HttpServer:
         try:
             while await self._serve_one(conn, reader, writer):
                 conn.start_next_cycle()
+            if _may_still_send(conn):
+                await self._linger(reader, writer)
         except (OSError, h11.ProtocolError, BodyReadError, TetherError) as exc:
             # The client went away, or the upstream broke mid-response after the
             # status line was sent: all that is left to do is close.
@@ -109,6 +157,21 @@ class HttpServer:
         finally:
             self._writers.discard(writer)
             writer.close()
+
+    async def _linger(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Half-close after our answer, then drop what the client still sends (bounded)."""
+        if writer.is_closing() or not writer.can_write_eof():
+            return
+        await writer.drain()
+        writer.write_eof()
+        budget = self._limits.linger_bytes
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._limits.linger_time):
+                while budget > 0:
+                    data = await reader.read(min(CHUNK_SIZE, budget))
+                    if not data:
+                        return  # the client has read our answer and closed
+                    budget -= len(data)
 
     async def _serve_one(
         self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -148,7 +211,7 @@ class HttpServer:
                 response = await self._handler(request)
             except Exception:
                 log.exception("unhandled error serving %s %s", request.verb, request.target)
-                response = HttpResponse.of(error_json(500, "ERR_INTERNAL", "internal error"))
+                response = HttpResponse.of(self._error_body(500, "internal error"))
             if request.body_error is not None:
                 await close_body(response.body)
                 status = 413 if isinstance(request.body_error, BodyTooLarge) else 400
@@ -257,7 +320,7 @@ class HttpServer:
         """Answer an error and mark the connection for closing."""
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        error = error_json(status, ERR_MALFORMED_REQUEST, message)
+        error = self._error_body(status, message)
         headers = [
             (b"content-type", error.content_type),
             (b"content-length", str(len(error.body)).encode()),
@@ -270,6 +333,13 @@ class HttpServer:
             data += conn.send(h11.Data(data=error.body)) or b""
             data += conn.send(h11.EndOfMessage()) or b""
             await _write(writer, data)
+
+
+def _may_still_send(conn: h11.Connection) -> bool:
+    """We answered and are closing while the client may still be sending the request
+    (or more of them): closing now could reset the connection under our answer."""
+    answered = conn.our_state in (h11.DONE, h11.MUST_CLOSE)
+    return answered and conn.their_state not in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
 
 
 def _head_problem(request: h11.Request, raw: bytes | bytearray, limit: int) -> tuple[int, str]:

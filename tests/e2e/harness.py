@@ -12,11 +12,35 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 APPS = Path(__file__).resolve().parent / "apps"
 READY_TIMEOUT = 30.0
+# How long a test waits for something that should happen soon; never asserted.
+WAIT_TIMEOUT = 15.0
+_POLL = 0.05
+
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], what: str, timeout: float = WAIT_TIMEOUT) -> T:
+    """Poll ``condition`` until it returns something truthy, and return that; fail
+    with ``what`` once ``timeout`` has passed. An ``OSError`` counts as not yet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = condition()
+        except OSError:
+            pass  # not listening yet, or the connection was refused
+        else:
+            if result:
+                return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f}s: {what}")
+        time.sleep(_POLL)
 
 
 def free_port() -> int:

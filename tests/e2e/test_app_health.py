@@ -5,23 +5,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
-from tests.e2e.harness import APPS, App, Cluster, request, wait_for_port
+from tests.e2e.harness import APPS, App, Cluster, request, wait_for_port, wait_until
 
 HEALTH = ("--enable-app-health-check", "--app-health-probe-interval", "1",
           "--app-health-threshold", "1")  # fmt: skip
 
 
-def _wait_status(port: int, path: str, status: int, attempts: int = 100) -> None:
-    for _ in range(attempts):
-        try:
-            if request(port, "GET", path, timeout=5).status == status:
-                return
-        except OSError:
-            pass  # not listening yet
-        time.sleep(0.1)
-    raise AssertionError(f"{path} never answered {status}")
+def _wait_status(port: int, path: str, status: int) -> None:
+    wait_until(
+        lambda: request(port, "GET", path, timeout=5).status == status,
+        f"{path} answers {status}",
+    )
 
 
 def test_unhealthy_app_is_reported_and_short_circuited(cluster: Cluster) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 
 import pytest
 
-from tests.e2e.harness import APPS, Cluster, free_port, request, tether_command
+from tests.e2e.harness import APPS, Cluster, free_port, request, tether_command, wait_until
 
 
 def _start_run(
@@ -52,12 +53,15 @@ def test_run_starts_both_and_exits_cleanly_with_its_app(cluster: Cluster) -> Non
     ):
         cluster.wait_ready(Sidecar(name, port, process, cluster.root / "none.log"))
     assert (cluster.home / ".tether" / "certs" / "issuer.key").exists()
-    # The app is up once the sidecar is (run starts it after healthz answers).
-    for _ in range(100):
-        response = request(checkout_http, "POST", "/v1.0/invoke/orders/method/neworder", body=b"{}")
-        if response.status == 200:
-            break
-    assert response.status == 200
+    # `run` starts the app only once the sidecar answers, so the first calls may
+    # find the app not listening yet.
+    wait_until(
+        lambda: (
+            request(checkout_http, "POST", "/v1.0/invoke/orders/method/neworder", body=b"{}").status
+            == 200
+        ),
+        "a call from checkout reaches the orders app",
+    )
     # The app leaves on its own: `tether run` stops the sidecar and exits with the app's status.
     assert request(orders_http, "POST", "/v1.0/invoke/orders/method/quit").status == 200
     assert orders.wait(30) == 0
@@ -68,6 +72,45 @@ def test_run_starts_both_and_exits_cleanly_with_its_app(cluster: Cluster) -> Non
     assert checkout.wait(30) in (0, 128 + signal.SIGTERM, -signal.SIGTERM)
     with pytest.raises(OSError):
         request(checkout_http, "GET", "/v1.0/healthz", timeout=2)
+
+
+# The app under `tether run`: write its environment to a file and exit.
+_DUMP_ENV = "import json, os, sys; json.dump(dict(os.environ), open(sys.argv[1], 'w'))"
+
+
+def test_run_gives_the_app_dapr_variables_but_no_grpc_port(cluster: Cluster) -> None:
+    http_port, app_port = free_port(), free_port()
+    dump = cluster.root / "app-env.json"
+    process = subprocess.Popen(
+        [
+            *tether_command(),
+            "run",
+            "--app-id",
+            "envcheck",
+            "--app-port",
+            str(app_port),
+            "--dapr-http-port",
+            str(http_port),
+            "--enable-mtls=false",
+            "--metrics-listen-address",
+            "127.0.0.1",
+            "--",
+            sys.executable,
+            "-c",
+            _DUMP_ENV,
+            str(dump),
+        ],
+        # Inherited from a shell set up for daprd: must not reach the app either.
+        env={**cluster.env, "DAPR_GRPC_PORT": "50001"},
+    )
+    cluster.processes.append(process)
+    assert process.wait(60) == 0
+    env = json.loads(dump.read_text())
+    assert env["DAPR_HTTP_PORT"] == str(http_port)
+    assert env["APP_ID"] == "envcheck"
+    assert env["APP_PORT"] == str(app_port)
+    # Nothing serves the Dapr gRPC API yet; an SDK told a port would fail against it.
+    assert "DAPR_GRPC_PORT" not in env
 
 
 def test_certs_init_writes_dapr_file_names_and_refuses_to_overwrite(cluster: Cluster) -> None:

@@ -3,6 +3,7 @@ closed, and the target app receives nothing (peers-and-pitfalls D.1-D.5, D.9).""
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 
@@ -175,4 +176,51 @@ def test_forbidden_bytes_in_the_method_are_400(pair: tuple[App, Sidecar], method
     )
     reply, _ = exchange(checkout.http_port, raw)
     assert status_of(reply) == 400, reply[:300]
+    assert len(app.received()) == before
+
+
+def _send_all_then_read(port: int, raw: bytes) -> bytes:
+    """A plain client: send the whole request, then read to EOF (a reset raises)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(raw)
+        chunks = []
+        while data := sock.recv(65536):
+            chunks.append(data)
+        return b"".join(chunks)
+
+
+OVERSIZED = {
+    # 200 KB of headers against the default --read-buffer-size of 4 KB.
+    "headers_200k": (
+        b"GET "
+        + INVOKE
+        + b" HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-Fill-%d: %s\r\n" % (i, b"a" * 1000) for i in range(200))
+        + b"\r\n",
+        431,
+    ),
+    # A body far over --max-body-size 1Ki, sent in full as curl would.
+    "body_1m": (
+        b"POST "
+        + INVOKE
+        + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n"
+        + b"a" * 1048576,
+        413,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OVERSIZED))
+def test_oversized_request_gets_dapr_error_not_a_reset(
+    pair: tuple[App, Sidecar], name: str
+) -> None:
+    app, checkout = pair
+    raw, expected = OVERSIZED[name]
+    before = len(app.received())
+    # Whether closing with unread input resets depends on timing: try several times.
+    for _ in range(5):
+        reply = _send_all_then_read(checkout.http_port, raw)
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert status_of(head) == expected, head[:200]
+        assert json.loads(body)["errorCode"] == "ERR_MALFORMED_REQUEST"
     assert len(app.received()) == before

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.e2e.harness import App, Cluster, Response, Sidecar, request
+from tests.e2e.harness import App, Cluster, Response, Sidecar, request, wait_until
 
 GRACE = ("--dapr-graceful-shutdown-seconds", "5")
 SLOW_MS = 1500
@@ -19,13 +18,12 @@ SLOW_BODY = b'{"slow":true}'
 LIMIT_ONE = ("--app-max-concurrency", "1")
 
 
-def _wait_arrival(app: App, path: str, attempts: int = 300) -> None:
+def _wait_arrival(app: App, path: str) -> None:
     """Until the app has logged a request for ``path`` (it logs before answering)."""
-    for _ in range(attempts):
-        if any(entry["path"] == path for entry in app.received()):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{path} never reached the app; it saw {app.received()}")
+    wait_until(
+        lambda: any(entry["path"] == path for entry in app.received()),
+        f"{path} reaches the app",
+    )
 
 
 def _slow_call_interrupted(via: Sidecar, app: App, stop: Callable[[], None]) -> Response:
@@ -50,19 +48,17 @@ def _shutdown_endpoint(sidecar: Sidecar) -> Callable[[], None]:
     return ask
 
 
-def _assert_gone_from_registry(checkout: Sidecar, attempts: int = 50) -> None:
+def _assert_gone_from_registry(checkout: Sidecar) -> None:
     """Calls to orders fail; once any cached endpoint is dropped the registry says 'not found'."""
-    messages: list[str] = []
-    for _ in range(attempts):
+
+    def not_found() -> bool:
         response = request(checkout.http_port, "GET", "/v1.0/invoke/orders/method/after")
         assert response.status == 500, response.body
         body = response.json()
         assert body["errorCode"] == "ERR_DIRECT_INVOKE"  # type: ignore[index]
-        messages.append(body["message"])  # type: ignore[index]
-        if "app id orders not found" in messages[-1]:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"orders stayed registered: {messages[-3:]}")
+        return "app id orders not found" in body["message"]  # type: ignore[index]
+
+    wait_until(not_found, "the registry no longer knows orders")
 
 
 def _start(cluster: Cluster, *orders_flags: str) -> tuple[App, Sidecar, Sidecar]:

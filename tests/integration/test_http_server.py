@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 import pytest
 
 from proxy.core.body import Body
-from proxy.edge.http_server import HttpLimits, HttpRequest, HttpResponse, HttpServer
+from proxy.edge.http_server import (
+    HttpLimits,
+    HttpRequest,
+    HttpResponse,
+    HttpServer,
+    PlainError,
+    Reject,
+    plain_reject,
+)
 
 HOST = "127.0.0.1"
 # Upper bound for any single wait on the server; never asserted as a duration.
@@ -76,8 +84,9 @@ async def _with_server(
     handler: Callable[[HttpRequest], Awaitable[HttpResponse]],
     limits: HttpLimits,
     scenario: Callable[[HttpServer, int], Awaitable[None]],
+    reject: Reject = plain_reject,
 ) -> None:
-    server = HttpServer(handler, limits)
+    server = HttpServer(handler, limits, reject=reject)
     port = _free_port()
     await server.listen([HOST], port)
     try:
@@ -300,8 +309,13 @@ def test_stop_waits_for_the_request_in_flight() -> None:
     asyncio.run(main())
 
 
-def test_handler_exception_becomes_a_500_json_response() -> None:
+def test_handler_exception_becomes_a_500_worded_by_the_given_reject() -> None:
     calls: list[str] = []
+    reasons: list[tuple[int, str]] = []
+
+    def reject(status: int, reason: str) -> PlainError:
+        reasons.append((status, reason))
+        return PlainError(status, b'{"problem":"%d"}' % status, b"application/json")
 
     async def broken_handler(request: HttpRequest) -> HttpResponse:
         calls.append(request.target)
@@ -316,13 +330,78 @@ def test_handler_exception_becomes_a_500_json_response() -> None:
             reply = await _read_reply(reader)
             assert reply.status == 500
             assert reply.headers[b"content-type"] == b"application/json"
-            problem = json.loads(reply.body)
-            assert set(problem) == {"errorCode", "message"}
-            assert "unexpected failure" not in reply.body.decode()  # no internals leaked
+            assert json.loads(reply.body) == {"problem": "500"}
+            assert reasons == [(500, "internal error")]  # no internals leaked
             # The connection survived the failure.
             writer.write(_get("/ok"))
             await writer.drain()
             assert (await _read_reply(reader)).body == b"fine"
         assert calls == ["/boom", "/ok"]
 
-    asyncio.run(_with_server(broken_handler, HttpLimits(), scenario))
+    asyncio.run(_with_server(broken_handler, HttpLimits(), scenario, reject))
+
+
+def _send_all_then_read(port: int, raw: bytes) -> bytes:
+    """As a plain client does: send the whole request, then read the answer to EOF.
+
+    A reset anywhere (while sending or reading) raises ``ConnectionResetError`` or
+    ``BrokenPipeError``; that is the failure the lingering close prevents.
+    """
+    with socket.create_connection((HOST, port), timeout=WAIT) as sock:
+        sock.sendall(raw)
+        chunks = []
+        while data := sock.recv(65536):
+            chunks.append(data)
+        return b"".join(chunks)
+
+
+def _assert_whole_answer(reply: bytes, status: int) -> None:
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d " % status), head[:100]
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    assert len(body) == length
+
+
+HEADERS_200K = (
+    b"GET /big HTTP/1.1\r\nHost: test\r\n"
+    + b"".join(b"X-Fill-%d: %s\r\n" % (i, b"a" * 1000) for i in range(200))
+    + b"\r\n"
+)
+BODY_1M = b"x" * (1 << 20)
+EARLY_REJECTIONS = {
+    "head_over_read_buffer_431": (HEADERS_200K, 431),
+    "body_over_limit_413": (
+        b"POST /big HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\n\r\n" % len(BODY_1M) + BODY_1M,
+        413,
+    ),
+    "request_line_over_limit_414": (
+        b"GET /" + b"p" * 200_000 + b" HTTP/1.1\r\nHost: test\r\n\r\n",
+        414,
+    ),
+    "length_and_chunked_400": (
+        b"POST /big HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" % len(BODY_1M) + BODY_1M,
+        400,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EARLY_REJECTIONS))
+def test_early_error_answer_is_read_whole_not_reset(case: str) -> None:
+    raw, status = EARLY_REJECTIONS[case]
+    handler = Recorder()
+
+    async def scenario(server: HttpServer, port: int) -> None:
+        # A reset depends on timing (how much of the request is unread when the
+        # server closes), so try several times; every one must read the answer.
+        for _ in range(8):
+            reply = await asyncio.to_thread(_send_all_then_read, port, raw)
+            _assert_whole_answer(reply, status)
+        assert handler.requests == []
+
+    limits = HttpLimits(max_header_bytes=4 * 1024, max_body_size=1024)
+    asyncio.run(_with_server(handler, limits, scenario))
