@@ -37,6 +37,7 @@ from proxy.edge import dapr_errors
 from proxy.edge.api import ApiHandler, AppConnection
 from proxy.edge.http_server import HttpLimits, HttpServer
 from proxy.hop.callee import Callee
+from proxy.hop.grpc_tuning import server_options
 from proxy.hop.header_rules import CallerIdentity
 from proxy.hop.internal_client import InternalClient, SecurityFactory
 from proxy.hop.internal_server import ServiceInvocation
@@ -209,19 +210,7 @@ class Sidecar:
 
     async def _start_internal_server(self, workload: WorkloadIdentity | None) -> None:
         s = self.settings
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_send_message_length", grpc_message_limit(s)),
-                ("grpc.max_receive_message_length", grpc_message_limit(s)),
-                ("grpc.keepalive_time_ms", 10_000),
-                ("grpc.keepalive_timeout_ms", 5_000),
-                ("grpc.keepalive_permit_without_calls", 1),
-                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-                ("grpc.max_connection_idle_ms", 180_000),
-                ("grpc.so_reuseport", 0),
-                ("grpc.http2.bdp_probe", 0),
-            ]
-        )
+        server = grpc.aio.server(options=server_options(grpc_message_limit(s)))
         callee = self._callee
         identify = _identify_caller if workload else _no_identity
         internals_pb2_grpc.add_ServiceInvocationServicer_to_server(

@@ -6,8 +6,10 @@ local shortcut."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from proxy.app.channel import AppResponse, HttpAppChannel
 from proxy.app.health import AppHealthState
@@ -19,13 +21,25 @@ from proxy.hop.header_rules import (
     CALLER_APP_ID,
     CallerIdentity,
     app_request_headers,
+    header_value_bytes,
     response_metadata,
 )
+from proxy.hop.rpc_methods import CALL_LOCAL
 from proxy.observability.metrics import Metrics
 from proxy.observability.trace_context import TraceContext
 from proxy.observability.trace_propagation import app_headers_with_trace, metadata_trace
-from proxy.observability.tracing import Tracer, call_local_span_name, callee_span_attributes
+from proxy.observability.tracing import (
+    SpanHandle,
+    Tracer,
+    call_local_span_name,
+    callee_span_attributes,
+)
 from proxy.protos import common_pb2, internals_pb2
+
+log = logging.getLogger("tether.callee")
+
+# What an HTTP/1 request target may hold as it is: visible ASCII.
+_TARGET_SAFE = frozenset(chr(c) for c in range(0x21, 0x7F))
 
 _VERB_NAMES = {
     value.number: value.name for value in common_pb2.HTTPExtension.Verb.DESCRIPTOR.values
@@ -60,10 +74,26 @@ def prepare_app_call(
     headers = app_request_headers(
         metadata, verified_caller=verified_caller, app_api_token=app_api_token
     )
-    if message.content_type:
-        headers.append((b"content-type", message.content_type.encode("latin-1")))
-    target = "/" + method + ("?" + query if query else "")
-    return AppCall(verb, target, headers)
+    content_type = header_value_bytes(message.content_type)
+    if content_type:
+        headers.append((b"content-type", content_type))
+    return AppCall(verb, request_target(method, query), headers)
+
+
+def request_target(method: str, query: str) -> str:
+    """The app's request target for a normalised method and a raw query.
+
+    A method from a gRPC peer may hold spaces or non-ASCII text: those are
+    percent-encoded (UTF-8), as Go's URL does for daprd; everything else,
+    existing escapes included, is kept as it is. The query is forwarded verbatim
+    (as Dapr does), so one that no HTTP/1 request line can carry is refused.
+    Raises CallRejected.
+    """
+    if not _TARGET_SAFE.issuperset(method):
+        method = "".join(ch if ch in _TARGET_SAFE else quote(ch, safe="") for ch in method)
+    if not _TARGET_SAFE.issuperset(query):
+        raise CallRejected("INTERNAL", f"error invoking app channel: invalid query {query!r}")
+    return "/" + method + ("?" + query if query else "")
 
 
 def declared_length(request: internals_pb2.InternalInvokeRequest) -> int | None:
@@ -94,11 +124,15 @@ class Callee:
         body: Body,
         caller: CallerIdentity | None,
         trace_parent: TraceContext | None = None,
+        *,
+        rpc: str = CALL_LOCAL,
     ) -> AppResponse:
         """Call the app; raise CallRejected with the gRPC code Dapr would answer.
 
         ``trace_parent`` is a context from gRPC call metadata (``grpc-trace-bin``),
-        used when the invocation's own metadata carries none.
+        used when the invocation's own metadata carries none. ``rpc`` is the full
+        name of the RPC that carried the call, for the span's ``dapr.api`` (the
+        local shortcut stands in for a unary CallLocal).
         """
         metrics = self.metrics
         source = caller.app_id if caller is not None else _claimed_caller(request)
@@ -110,19 +144,23 @@ class Callee:
             span = self.tracer.start_server_span(
                 call_local_span_name(self.app_id, method),
                 metadata_trace(request) or trace_parent,
-                callee_span_attributes(method),
+                callee_span_attributes(method, api=rpc),
             )
         try:
             response, call, latency_ms = await self._serve(
                 request, body, caller, span.context if span is not None else None
             )
         except CallRejected as exc:
-            if metrics is not None:
-                metrics.res_sent(source, exc.code)
-            if span is not None:
-                span.set_status_code(GRPC_CODE_NAMES.index(exc.code), protocol="grpc")
-                span.end()
+            self._rejected(exc, source, span)
             raise
+        except Exception as exc:
+            # A defect of ours, not the caller's: the call still gets Dapr's error
+            # (never a Python class name), and the log one line, not a traceback.
+            detail = " ".join(str(exc).split())
+            log.error("could not serve a call to %r: %s", request.message.method[:200], detail)
+            rejected = CallRejected("INTERNAL", f"error invoking app channel: {detail}")
+            self._rejected(rejected, source, span)
+            raise rejected from exc
         if span is not None:
             span.set_status_code(response.status)
             span.end()
@@ -133,6 +171,13 @@ class Callee:
             metrics.http_client(call.verb, call.target, status, latency_ms, sent, received)
             metrics.res_sent(source, str(status))
         return response
+
+    def _rejected(self, exc: CallRejected, source: str, span: SpanHandle | None) -> None:
+        if self.metrics is not None:
+            self.metrics.res_sent(source, exc.code)
+        if span is not None:
+            span.set_status_code(GRPC_CODE_NAMES.index(exc.code), protocol="grpc")
+            span.end()
 
     async def _serve(
         self,

@@ -1,11 +1,13 @@
-"""gRPC core settings the sidecar runs with, chosen by measurement.
+"""gRPC core settings the sidecar runs with, chosen by measurement or taken from
+daprd, in one place for the client channels and the internal server.
 
 grpcio 1.85 routes every operation through its EventEngine threads and then
 the asyncio poller; turning those experiments off uses the older I/O manager,
 which on this workload (one message each way per call on a long-lived stream)
 cut gRPC's CPU per call by about a third on both sides
 (``bench/invoke_bench.py``). An operator's own ``GRPC_EXPERIMENTS`` wins.
-Must run before ``grpc`` is imported: the core reads it once at start.
+``apply`` must run before ``grpc`` is imported: the core reads it once at start,
+so this module does not import grpc.
 """
 
 from __future__ import annotations
@@ -15,6 +17,43 @@ from collections.abc import MutableMapping
 
 EXPERIMENTS = "-event_engine_client,-event_engine_listener,-event_engine_callback_cq"
 
+Options = list[tuple[str, int | str]]
+
+# daprd's keepalive on both ends: ping every 10 s, give up 5 s later, also idle.
+_KEEPALIVE: Options = [
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+# Bandwidth-delay probing off (so since the first benchmark): it adds pings to busy streams.
+_NO_BDP_PROBE: Options = [("grpc.http2.bdp_probe", 0)]
+
 
 def apply(environ: MutableMapping[str, str] = os.environ) -> None:
     environ.setdefault("GRPC_EXPERIMENTS", EXPERIMENTS)
+
+
+def _message_limits(max_message_size: int) -> Options:
+    return [
+        ("grpc.max_send_message_length", max_message_size),
+        ("grpc.max_receive_message_length", max_message_size),
+    ]
+
+
+def channel_options(max_message_size: int) -> Options:
+    """Options of a channel to another sidecar (daprd's dialer)."""
+    return [*_message_limits(max_message_size), *_KEEPALIVE, *_NO_BDP_PROBE]
+
+
+def server_options(max_message_size: int) -> Options:
+    """Options of the internal gRPC server (daprd's: pings no closer than 5 s
+    are allowed, connections idle for 3 minutes are closed)."""
+    return [
+        *_message_limits(max_message_size),
+        *_KEEPALIVE,
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ("grpc.max_connection_idle_ms", 180_000),
+        # A second sidecar on the same port must fail to start, not share it.
+        ("grpc.so_reuseport", 0),
+        *_NO_BDP_PROBE,
+    ]

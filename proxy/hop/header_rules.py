@@ -10,8 +10,11 @@ client can neither smuggle a trusted header in nor make us delete one
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+from proxy.core.errors import CallRejected
 
 Headers = list[tuple[bytes, bytes]]
 Metadata = dict[str, list[str]]
@@ -43,6 +46,10 @@ _TRUSTED = frozenset(
 # Never sent on from the caller's request: routing and auth for this sidecar only,
 # and Host (the callee sets the app's own).
 _CALLER_ONLY = frozenset({b"dapr-api-token", b"dapr-app-id", b"host"})
+# gRPC's reserved names, which an HTTP/1 request can not carry: Dapr renames them.
+_GRPC_PSEUDO = frozenset({":method", ":scheme", ":path", ":authority"})
+# An HTTP field name (RFC 9110 token).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Set explicitly by the callee from the request itself, never copied from metadata.
 _CALLEE_SETS = frozenset(
     {
@@ -133,24 +140,56 @@ def app_request_headers(
     listed = {v.strip().lower() for vs in metadata.get("Connection", ()) for v in vs.split(",")}
     out: Headers = []
     for key, values in metadata.items():
-        lower = key.lower()
-        if (
-            lower in _CALLEE_SETS
-            or lower.endswith("-bin")
-            or lower in listed
-            or lower.encode("latin-1") in HOP_BY_HOP
-        ):
+        if key.lower().endswith("-bin"):
+            continue
+        lower = app_header_name(key.lower())
+        if lower in _CALLEE_SETS or lower in listed or lower.encode() in HOP_BY_HOP:
             continue
         if verified_caller is not None and lower in (CALLER_APP_ID, CALLER_NAMESPACE):
             continue
-        name = lower.encode("latin-1")
-        out.extend((name, v.encode("latin-1")) for v in values if not has_forbidden_bytes(v))
+        name = lower.encode()
+        for value in values:
+            data = header_value_bytes(value)
+            if data is not None:
+                out.append((name, data))
     if verified_caller is not None:
         out.append((CALLER_APP_ID.encode(), verified_caller.app_id.encode()))
         out.append((CALLER_NAMESPACE.encode(), verified_caller.namespace.encode()))
     if app_api_token:
         out.append((API_TOKEN, app_api_token.encode("latin-1")))
     return out
+
+
+def app_header_name(key: str) -> str:
+    """A lower-case metadata key as the app's HTTP/1 request may carry it.
+
+    gRPC's pseudo-headers and ``grpc-*`` become ``dapr-*`` (as Dapr renames
+    them); any other name that is not an HTTP token is refused with Dapr's
+    answer when Go's client meets one: an app channel error.
+    """
+    if key in _GRPC_PSEUDO:
+        return "dapr-" + key[1:]
+    if key.startswith("grpc-"):
+        return "dapr-" + key
+    if not _TOKEN.fullmatch(key):
+        raise CallRejected(
+            "INTERNAL", f"error invoking app channel: invalid header field name {key!r}"
+        )
+    return key
+
+
+def header_value_bytes(value: str) -> bytes | None:
+    """A metadata value as header bytes; None when it would split the header.
+
+    Values that came from HTTP are latin-1 text and go back byte for byte; a
+    value beyond latin-1 (from a gRPC peer) is sent as UTF-8, as Go sends it.
+    """
+    if has_forbidden_bytes(value):
+        return None
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode()
 
 
 def response_metadata(headers: Sequence[tuple[bytes, bytes]]) -> Metadata:

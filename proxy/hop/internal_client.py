@@ -15,9 +15,10 @@ from certs.spiffe import SpiffeId
 from proxy.core.body import Body, BodyReadError
 from proxy.core.errors import InvocationFailed
 from proxy.discovery.registry import Endpoint
+from proxy.hop.grpc_tuning import channel_options
 from proxy.hop.mux_client import MuxConnection, MuxUnsupported
-from proxy.hop.mux_server import INLINE_LIMIT
 from proxy.hop.rpc_methods import CALL_LOCAL, CALL_LOCAL_STREAM, MUX_CALL
+from proxy.hop.wire import INLINE_LIMIT, MUX_CALL_TIMEOUT
 from proxy.observability.trace_propagation import grpc_trace_metadata, metadata_trace
 from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc, mux_pb2_grpc
 
@@ -42,16 +43,15 @@ class RemoteResponse:
 
 
 class InternalClient:
-    def __init__(self, security: SecurityFactory | None, max_message_size: int) -> None:
+    def __init__(
+        self,
+        security: SecurityFactory | None,
+        max_message_size: int,
+        mux_call_timeout: float = MUX_CALL_TIMEOUT,
+    ) -> None:
         self._security = security
-        self._options: list[tuple[str, int | str]] = [
-            ("grpc.max_send_message_length", max_message_size),
-            ("grpc.max_receive_message_length", max_message_size),
-            ("grpc.keepalive_time_ms", 10_000),
-            ("grpc.keepalive_timeout_ms", 5_000),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.bdp_probe", 0),
-        ]
+        self._mux_call_timeout = mux_call_timeout
+        self._options = channel_options(max_message_size)
         self._channels: dict[tuple[str, SpiffeId], _PeerChannel] = {}
         self._mux: dict[tuple[str, SpiffeId], MuxConnection] = {}
         # Peers that answered UNIMPLEMENTED to Multiplex/Connect (daprd).
@@ -92,11 +92,15 @@ class InternalClient:
         peer: SpiffeId,
         request: internals_pb2.InternalInvokeRequest,
         body: Body,
+        *,
+        timeout_policy: bool = False,
     ) -> RemoteResponse:
         """Send the request and return once the callee's response headers arrive.
 
         Small whole bodies ride tether's multiplexed stream when the peer has
         it; everything else (and every daprd peer) uses Dapr's CallLocalStream.
+        ``timeout_policy`` says a resiliency timeout bounds the call; without
+        one a multiplexed call waits at most ``mux_call_timeout`` for its answer.
         Raises InvocationFailed with the gRPC code name when the call fails
         before a response exists.
         """
@@ -107,7 +111,8 @@ class InternalClient:
             and endpoint.address not in self._without_mux
         ):
             try:
-                return await self._invoke_mux(endpoint, peer, channel, request, body.head)
+                timeout = None if timeout_policy else self._mux_call_timeout
+                return await self._invoke_mux(endpoint, peer, channel, request, body.head, timeout)
             except MuxUnsupported:
                 self._without_mux.add(endpoint.address)
         return await self._invoke_stream(channel.invocation, request, body)
@@ -119,13 +124,14 @@ class InternalClient:
         channel: _PeerChannel,
         request: internals_pb2.InternalInvokeRequest,
         data: bytes,
+        timeout: float | None,
     ) -> RemoteResponse:
         key = (endpoint.address, peer)
         connection = self._mux.get(key)
         if connection is None or connection.broken:
             connection = MuxConnection(channel.multiplex)
             self._mux[key] = connection
-        response, body = await connection.invoke(request, data)
+        response, body = await connection.invoke(request, data, timeout)
         return _remote_response(response, body, MUX_CALL)
 
     async def _invoke_stream(

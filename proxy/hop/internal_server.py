@@ -4,8 +4,7 @@ a callee sidecar serves it to other sidecars (tether or daprd)."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import NoReturn
+from collections.abc import AsyncIterator
 
 import grpc
 
@@ -13,19 +12,11 @@ from proxy.app.channel import AppResponse
 from proxy.core.body import Body, BodyTooLarge, close_body
 from proxy.core.errors import AppChannelError, CallRejected, StreamProtocolError
 from proxy.hop.callee import Callee, declared_length, response_head
-from proxy.hop.header_rules import CallerIdentity
 from proxy.hop.rpc_methods import CALL_LOCAL, CALL_LOCAL_STREAM
+from proxy.hop.wire import IdentityCheck, abort
 from proxy.observability.metrics import Metrics
 from proxy.observability.trace_propagation import grpc_metadata_trace
 from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc
-
-# Verifies the peer and returns its identity; None when mTLS is off.
-IdentityCheck = Callable[[grpc.aio.ServicerContext], CallerIdentity | None]
-
-
-async def abort(context: grpc.aio.ServicerContext, code: str, message: str) -> NoReturn:
-    await context.abort(grpc.StatusCode[code], message)
-    raise AssertionError("abort returned")
 
 
 class ServiceInvocation(internals_pb2_grpc.ServiceInvocationServicer):  # type: ignore[misc]
@@ -51,7 +42,9 @@ class ServiceInvocation(internals_pb2_grpc.ServiceInvocationServicer):  # type: 
         started = time.perf_counter()
         trace = grpc_metadata_trace(context.invocation_metadata())
         try:
-            response = await self._callee.serve(request, body, self._identify(context), trace)
+            response = await self._callee.serve(
+                request, body, self._identify(context), trace, rpc=method
+            )
         except CallRejected as exc:
             self._record(method, exc.code, started, len(body.head), 0)
             await abort(context, exc.code, str(exc))

@@ -156,7 +156,12 @@ class Invoker:
                 answer = await self._send_local(outgoing, body)
             else:
                 answer = await self._send_remote(
-                    target.app_id, target.namespace, peer, outgoing, body
+                    target.app_id,
+                    target.namespace,
+                    peer,
+                    outgoing,
+                    body,
+                    timeout_policy=policy.timeout is not None,
                 )
             if not _succeeded(answer.status) and not answer.body.complete:
                 # A failed attempt may be retried and dropped: hold nothing open for it.
@@ -240,6 +245,8 @@ class Invoker:
         peer: SpiffeId,
         message: internals_pb2.InternalInvokeRequest,
         body: Body,
+        *,
+        timeout_policy: bool,
     ) -> _Answer:
         endpoint = await self._resolver.resolve(app_id, namespace)
         metrics = self._metrics
@@ -248,7 +255,9 @@ class Invoker:
             metrics.req_sent(app_id, streaming)
         started = time.perf_counter()
         try:
-            remote = await self._client.invoke(endpoint, peer, message, body)
+            remote = await self._client.invoke(
+                endpoint, peer, message, body, timeout_policy=timeout_policy
+            )
         except InvocationFailed as exc:
             if exc.grpc_code in _CONNECTION_CODES:
                 self._resolver.evict(app_id, namespace, endpoint)

@@ -1,5 +1,8 @@
 """Caller side of tether's multiplexed transport: one ``Connect`` stream per
-peer channel, calls matched to answers by ``call_id``."""
+peer channel, calls matched to answers by ``call_id``.
+
+A pending call always ends: with its answer, with the stream's failure when the
+stream ends or breaks, or with DEADLINE_EXCEEDED when its bound passes."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import grpc
 from proxy.core.body import Body
 from proxy.core.errors import InvocationFailed
 from proxy.core.grpc_status import grpc_code_name
+from proxy.hop.wire import MUX_CALL_TIMEOUT
 from proxy.protos import internals_pb2, mux_pb2
 
 
@@ -28,16 +32,22 @@ class MuxConnection:
         self._pending: dict[int, asyncio.Future[mux_pb2.MuxFrame]] = {}
         self._write_lock = asyncio.Lock()
         self._answered = False
+        # Set once the peer has accepted the stream (or the stream is over).
+        self._opened = asyncio.Event()
         self.broken = False
         self._reader = asyncio.get_running_loop().create_task(self._read_answers())
 
     async def invoke(
-        self, request: internals_pb2.InternalInvokeRequest, data: bytes
+        self,
+        request: internals_pb2.InternalInvokeRequest,
+        data: bytes,
+        timeout: float | None = MUX_CALL_TIMEOUT,
     ) -> tuple[internals_pb2.InternalInvokeResponse, Body]:
         """Send one call; return the response head and its body.
 
-        Raises MuxUnsupported (nothing was processed; use another transport)
-        or InvocationFailed.
+        ``timeout`` bounds the wait for the answer (None: the caller bounds it,
+        e.g. with a resiliency timeout). Raises MuxUnsupported (nothing was
+        processed; use another transport) or InvocationFailed.
         """
         if self.broken:
             raise InvocationFailed("transport closed", "UNAVAILABLE")
@@ -45,14 +55,21 @@ class MuxConnection:
         frame = mux_pb2.MuxFrame(call_id=call_id, request=request)
         frame.request.message.data.value = data
         answer: asyncio.Future[mux_pb2.MuxFrame] = asyncio.get_running_loop().create_future()
+        # Registered before anything awaits, so the reader's failure reaches it.
         self._pending[call_id] = answer
         try:
-            async with self._write_lock:
-                await self._call.write(frame)
-            reply = await answer
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
-            # The stream failed under the write; the reader reports why.
-            reply = await answer
+            async with asyncio.timeout(timeout):
+                await self._opened.wait()
+                if not answer.done():
+                    try:
+                        async with self._write_lock:
+                            await self._call.write(frame)
+                    except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+                        pass  # the stream failed under the write; the reader reports why
+                reply = await answer
+        except TimeoutError:
+            # Dapr's words for a call past its deadline.
+            raise InvocationFailed("context deadline exceeded", "DEADLINE_EXCEEDED") from None
         finally:
             self._pending.pop(call_id, None)
         if reply.HasField("error"):
@@ -73,13 +90,21 @@ class MuxConnection:
             call.cancel()
 
     async def _read_answers(self) -> None:
-        failure: Exception
+        # Whatever ends this loop (EOF, an error, close(), a defect) fails every
+        # pending call at once rather than leaving it to its deadline.
+        failure: Exception = InvocationFailed("transport closed", "UNAVAILABLE")
         try:
+            # No frame is written before the peer accepts the stream: a write into a
+            # stream the peer is refusing (daprd: UNIMPLEMENTED) races in grpc core,
+            # which then reports INTERNAL and hides that the peer lacks the service.
+            # (tether's MuxService sends its headers at once for this.)
+            await self._call.initial_metadata()
+            self._opened.set()
             while True:
                 reply = await self._call.read()
                 if reply is grpc.aio.EOF:
                     failure = InvocationFailed("peer closed the stream", "UNAVAILABLE")
-                    break
+                    return
                 self._answered = True
                 answer = self._pending.get(reply.call_id)
                 if answer is not None and not answer.done():
@@ -90,12 +115,12 @@ class MuxConnection:
                 failure = MuxUnsupported(exc.details() or "unimplemented")
             else:
                 failure = InvocationFailed(exc.details() or code.name.lower(), code.name)
-        except asyncio.CancelledError:
-            failure = InvocationFailed("transport closed", "UNAVAILABLE")
-        self.broken = True
-        for answer in self._pending.values():
-            if not answer.done():
-                answer.set_exception(failure)
+        finally:
+            self.broken = True
+            self._opened.set()
+            for answer in self._pending.values():
+                if not answer.done():
+                    answer.set_exception(failure)
 
     async def close(self) -> None:
         self.broken = True

@@ -19,15 +19,13 @@ from proxy.core.errors import AppChannelError, CallRejected
 from proxy.core.grpc_status import grpc_code_name
 from proxy.hop.callee import Callee, response_head
 from proxy.hop.header_rules import CallerIdentity
-from proxy.hop.internal_server import IdentityCheck, abort
 from proxy.hop.rpc_methods import MUX_CALL
+from proxy.hop.wire import INLINE_LIMIT, IdentityCheck, abort
 from proxy.observability.metrics import Metrics
-from proxy.protos import common_pb2, mux_pb2, mux_pb2_grpc
+from proxy.protos import common_pb2, internals_pb2, mux_pb2, mux_pb2_grpc
 
 log = logging.getLogger("tether.mux")
 
-# Bodies up to this size travel inside the frame, both ways.
-INLINE_LIMIT = 256 * 1024
 # A parked body not fetched by then is dropped (and its app connection freed).
 TICKET_TTL = 30.0
 
@@ -103,6 +101,8 @@ class MuxService(mux_pb2_grpc.MultiplexServicer):  # type: ignore[misc]
         context: grpc.aio.ServicerContext,
     ) -> None:
         caller = self._identify(context)
+        # Headers at once: the caller writes no frame before it knows we accept the stream.
+        await context.send_initial_metadata(())
         write_lock = asyncio.Lock()
         in_flight: set[asyncio.Task[None]] = set()
         loop = asyncio.get_running_loop()
@@ -113,7 +113,10 @@ class MuxService(mux_pb2_grpc.MultiplexServicer):  # type: ignore[misc]
         async def answer(frame: mux_pb2.MuxFrame) -> None:
             reply = await self._answer(frame, caller)
             async with write_lock:
-                await context.write(reply)
+                try:
+                    await context.write(reply)
+                except Exception as exc:  # grpc raises several kinds once a stream is gone
+                    log.debug("stream gone before call %d was answered: %s", frame.call_id, exc)
 
         try:
             async for frame in request_iterator:
@@ -158,21 +161,30 @@ class MuxService(mux_pb2_grpc.MultiplexServicer):  # type: ignore[misc]
     async def _reply(
         self, frame: mux_pb2.MuxFrame, caller: CallerIdentity | None
     ) -> mux_pb2.MuxFrame:
-        request = frame.request
-        reply = mux_pb2.MuxFrame(call_id=frame.call_id)
+        """The answer to one frame: always one, whatever happened while handling it."""
         try:
-            response = await self._callee.serve(request, Body(request.message.data.value), caller)
+            return await self._handle(frame, caller)
         except CallRejected as exc:
-            reply.error.code = grpc.StatusCode[exc.code].value[0]
-            reply.error.message = str(exc)
-            return reply
+            return _error_frame(frame.call_id, exc.code, str(exc))
+        except Exception as exc:
+            # A defect of ours: the caller still gets Dapr's error, the log one line.
+            detail = " ".join(str(exc).split())
+            log.error("mux call %d could not be answered: %s", frame.call_id, detail)
+            return _error_frame(frame.call_id, "INTERNAL", f"error invoking app channel: {detail}")
+
+    async def _handle(
+        self, frame: mux_pb2.MuxFrame, caller: CallerIdentity | None
+    ) -> mux_pb2.MuxFrame:
+        request = frame.request
+        response = await self._callee.serve(
+            request, Body(request.message.data.value), caller, rpc=MUX_CALL
+        )
         try:
             data, whole = await read_inline(response.body, INLINE_LIMIT)
         except AppChannelError as exc:
             await close_body(response.body)
-            reply.error.code = grpc.StatusCode.INTERNAL.value[0]
-            reply.error.message = f"error invoking app channel: {exc}"
-            return reply
+            raise CallRejected("INTERNAL", f"error invoking app channel: {exc}") from exc
+        reply = mux_pb2.MuxFrame(call_id=frame.call_id)
         reply.response.CopyFrom(response_head(response))
         reply.response.message.data.value = data
         if not whole:
@@ -194,3 +206,9 @@ class MuxService(mux_pb2_grpc.MultiplexServicer):  # type: ignore[misc]
             await abort(context, "INTERNAL", f"error invoking app channel: {exc}")
         finally:
             await close_body(body)
+
+
+def _error_frame(call_id: int, code: str, message: str) -> mux_pb2.MuxFrame:
+    """Dapr's error shape: a gRPC code and a message, in place of a response."""
+    status = internals_pb2.Status(code=grpc.StatusCode[code].value[0], message=message)
+    return mux_pb2.MuxFrame(call_id=call_id, error=status)

@@ -214,7 +214,10 @@ def test_call_local_stream_sequence_gap_fails(peer: Peer) -> None:
     )
     with pytest.raises(grpc.aio.AioRpcError) as failure:
         asyncio.run(_call_local_stream(peer.internal_address, [first, skipped]))
-    assert failure.value.code() != grpc.StatusCode.OK
+    # As daprd: the gap breaks the body on its way to the app, a channel error.
+    assert failure.value.code() == grpc.StatusCode.INTERNAL
+    assert (failure.value.details() or "").startswith("error invoking app channel: ")
+    assert "sequence gap" in (failure.value.details() or "")
     _sentinel(peer, "after-gap")
     # The app may have seen the start of the request, but never a whole one.
     assert _entries_for(peer.app, "/gap") == []

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import pytest
+
+from proxy.core.errors import CallRejected
+from proxy.hop.callee import request_target
 from proxy.hop.header_rules import (
     CallerIdentity,
+    app_header_name,
     app_request_headers,
     canonical_name,
     client_response_headers,
@@ -140,3 +145,56 @@ def test_response_headers_round_trip_without_hop_by_hop() -> None:
 
 def test_client_response_headers_add_content_type_once() -> None:
     assert client_response_headers({}, "text/plain") == [(b"content-type", b"text/plain")]
+
+
+def test_grpc_reserved_names_become_dapr_headers_as_daprd_renames_them() -> None:
+    headers = app_request_headers(
+        {
+            ":authority": ["orders:50002"],
+            ":path": ["/x"],
+            "grpc-timeout": ["5S"],
+            "grpc-trace-bin": ["AAAA"],
+            "X-Kept": ["1"],
+        },
+        verified_caller=None,
+        app_api_token=None,
+    )
+    assert headers == [
+        (b"dapr-authority", b"orders:50002"),
+        (b"dapr-path", b"/x"),
+        (b"dapr-grpc-timeout", b"5S"),
+        (b"x-kept", b"1"),
+    ]
+
+
+@pytest.mark.parametrize("name", ["x bad", "x-bad\r\ninjected", "x:y", "x-zähler", "", "(x)"])
+def test_a_name_no_http_request_can_carry_is_refused_as_daprd_refuses_it(name: str) -> None:
+    with pytest.raises(CallRejected) as refused:
+        app_request_headers({name: ["v"]}, verified_caller=None, app_api_token=None)
+    assert refused.value.code == "INTERNAL"
+    assert str(refused.value) == f"error invoking app channel: invalid header field name {name!r}"
+    with pytest.raises(CallRejected):
+        app_header_name(name)
+
+
+def test_header_values_keep_their_bytes_and_text_beyond_latin1_goes_as_utf8() -> None:
+    headers = app_request_headers(
+        {"X-Latin": ["caf\xe9"], "X-Text": ["заказ €"], "X-Split": ["a\r\nb"]},
+        verified_caller=None,
+        app_api_token=None,
+    )
+    assert headers == [(b"x-latin", b"caf\xe9"), (b"x-text", "заказ €".encode())]
+
+
+def test_request_target_escapes_what_a_request_line_can_not_carry() -> None:
+    assert request_target("api/v1/add", "a=1&b=two%20words") == "/api/v1/add?a=1&b=two%20words"
+    assert request_target("a%2Fb", "") == "/a%2Fb"  # existing escapes stay as they are
+    assert request_target("new order/заказ", "") == "/new%20order/%D0%B7%D0%B0%D0%BA%D0%B0%D0%B7"
+
+
+@pytest.mark.parametrize("query", ["a=1 2", "a=1\r\nX: y", "q=заказ"])
+def test_request_target_refuses_a_query_no_request_line_can_carry(query: str) -> None:
+    with pytest.raises(CallRejected) as refused:
+        request_target("x", query)
+    assert refused.value.code == "INTERNAL"
+    assert str(refused.value) == f"error invoking app channel: invalid query {query!r}"

@@ -1,0 +1,31 @@
+"""What the hop's transports share, so that none imports another's server:
+how large a body may ride inside one multiplexed frame, how long a caller waits
+for a multiplexed answer, and how a servicer learns its caller and refuses a call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NoReturn
+
+import grpc
+
+from proxy.hop.header_rules import CallerIdentity
+
+# Bodies up to this size travel inside the frame, both ways.
+INLINE_LIMIT = 256 * 1024
+
+# How long a multiplexed call waits for its answer when no resiliency timeout
+# bounds it. Dapr sets no deadline of its own; the official SDKs give up after
+# 60 s (DAPR_HTTP_TIMEOUT_SECONDS), so an answer later than that has nobody
+# left to read it. A dead peer is noticed sooner, by keepalive (10 s + 5 s);
+# this bounds a live peer that never answers. Longer calls: set a timeout policy.
+MUX_CALL_TIMEOUT = 60.0
+
+# Verifies the peer and returns its identity; None when mTLS is off.
+IdentityCheck = Callable[[grpc.aio.ServicerContext], CallerIdentity | None]
+
+
+async def abort(context: grpc.aio.ServicerContext, code: str, message: str) -> NoReturn:
+    """End the RPC with a gRPC status (``code`` is its name, as in CallRejected)."""
+    await context.abort(grpc.StatusCode[code], message)
+    raise AssertionError("abort returned")
