@@ -122,7 +122,7 @@ def test_refreshes_back_off_while_failing() -> None:
     found = cache(clock)
     found.store("orders", ANSWER, ttl=1.0)
     clock.now += 1.0
-    handed_out = []
+    handed_out: list[float] = []
     for _ in range(320):  # 40 s, looking every 125 ms (exact in binary), every refresh failing
         if found.get("orders").refresh:
             handed_out.append(clock.now)

@@ -198,7 +198,7 @@ def test_a_new_instance_gets_a_ramping_share_of_one_call_at_a_time() -> None:
     shares = []
     for _second in range(12):
         end = clock.now + 1.0
-        picks = Counter()
+        picks: Counter[Endpoint] = Counter()
         while clock.now < end:
             picks[call(found, clock, 0.005)] += 1
         shares.append(picks[B] / (picks[A] + picks[B]))
@@ -265,6 +265,7 @@ _steps = st.lists(
         st.tuples(st.just("update"), st.sets(st.sampled_from(_POOL), min_size=1)),
         st.tuples(st.just("call"), st.booleans(), st.floats(0.0, 2.0)),
         st.tuples(st.just("start"), st.integers(0, 5)),
+        st.tuples(st.just("fail"), st.sampled_from(_POOL)),
         st.tuples(st.just("wait"), st.floats(0.0, 120.0)),
     ),
     max_size=80,
@@ -312,6 +313,12 @@ def test_never_an_ejected_or_unknown_instance_while_a_healthy_one_exists(
                     chosen = found.pick(skip=detector.ejected())
                     found.started(chosen)
                     in_flight.append(chosen)
+            case ("fail", endpoint):
+                # A failure the detector sees while the balancer sees a fast answer:
+                # the ejected instance then looks the cheapest, and must still be skipped.
+                assert isinstance(endpoint, Endpoint)
+                found.finished(endpoint, 0.0, ok=True)
+                detector.record(endpoint, ok=False)
             case ("wait", seconds):
                 assert isinstance(seconds, float)
                 clock.now += seconds

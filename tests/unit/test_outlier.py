@@ -87,7 +87,7 @@ def test_a_failed_trial_call_ejects_again_at_once_for_longer() -> None:
 def test_ejection_time_grows_and_is_capped() -> None:
     clock = FakeClock()
     found = detector(clock=clock)
-    durations = []
+    durations: list[tuple[float, int]] = []
     ejection = fail(found, A, 5)
     while ejection is not None and len(durations) < 14:
         durations.append((ejection.duration, ejection.multiplier))
