@@ -8,7 +8,12 @@ are typed, because callers act on them differently:
 - ``DnsUnavailable``: no nameserver answered in time, or all of them failed (timeout,
   refused connection, SERVFAIL, REFUSED). Transient: keep what was known before.
 
+A malformed name raises ``dns_names.InvalidDnsName`` (a ValueError) before any query.
 There is no cache here (dnspython's is off): the caller caches by the TTLs returned.
+
+A nameserver that is down costs up to the lookup lifetime, not an immediate refusal:
+dnspython's asyncio transport uses unconnected UDP, which never sees ICMP
+port-unreachable, so only the timeouts below bound it.
 """
 
 from __future__ import annotations

@@ -98,8 +98,11 @@ def test_machines_talk_over_the_benchmarking_range(network: Network) -> None:
     assert a.address == "198.18.0.1"
     assert b.address == "198.18.0.2"
     start_server(a)
+    start_server(b)
     assert eventually(lambda: connect(b, a).returncode == 0)
     assert connect(b, a).stdout.strip() == "hello from 198.18.0.1"
+    assert eventually(lambda: connect(a, b).returncode == 0)
+    assert connect(a, b).stdout.strip() == "hello from 198.18.0.2"
     # Loopback is up inside each machine.
     lo = b.run(["ip", "-o", "addr", "show", "dev", "lo"]).stdout
     assert "127.0.0.1/8" in lo

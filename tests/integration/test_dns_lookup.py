@@ -22,7 +22,7 @@ from proxy.discovery.dns_lookup import (
     ResolverConfigError,
     SrvTarget,
 )
-from proxy.discovery.dns_names import InvalidNameserver, kubernetes_name, srv_name
+from proxy.discovery.dns_names import InvalidDnsName, InvalidNameserver, kubernetes_name, srv_name
 from tests.e2e.dnsmasq import Dnsmasq, Srv, Txt, dnsmasq_path, free_dns_port
 
 pytestmark = pytest.mark.skipif(
@@ -208,3 +208,14 @@ def test_bad_nameservers_are_refused_before_any_query() -> None:
     with pytest.raises(InvalidNameserver) as caught:
         DnsLookup.with_nameservers(["127.0.0.1:53", "dns.example:53", "127.0.0.1:0"])
     assert [p.split(" ")[0] for p in caught.value.problems] == ["[1]", "[2]"]
+
+
+def test_a_malformed_name_is_refused_before_any_query() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        # A silent server would turn any query into DnsUnavailable: none is sent.
+        lookup = DnsLookup.with_nameservers([f"127.0.0.1:{silent.getsockname()[1]}"])
+        with pytest.raises(InvalidDnsName, match="empty label"):
+            run(lookup.lookup_addresses("orders..test"))
+        with pytest.raises(InvalidDnsName, match="longer than 63"):
+            run(lookup.lookup_srv("_dapr-internal._tcp." + "o" * 64 + ".test"))
