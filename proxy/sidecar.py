@@ -43,7 +43,7 @@ from proxy.hop.invoker import Invoker, Locality
 from proxy.hop.mux_server import MuxService, ParkedBodies
 from proxy.observability.metrics import Metrics, MetricSettings
 from proxy.observability.metrics_server import api_observer, metrics_server
-from proxy.observability.tracing import Tracer
+from proxy.observability.tracer import Tracer
 from proxy.protos import internals_pb2_grpc, mux_pb2_grpc
 from resiliency import BreakerState, ResiliencyConfig, ResiliencyEngine
 
