@@ -41,7 +41,8 @@ from proxy.hop.internal_client import InternalClient, SecurityFactory
 from proxy.hop.internal_server import ServiceInvocation
 from proxy.hop.invoker import Invoker, Locality
 from proxy.hop.mux_server import MuxService, ParkedBodies
-from proxy.observability.metrics import Metrics, MetricSettings
+from proxy.observability.metric_settings import MetricSettings
+from proxy.observability.metrics import Metrics
 from proxy.observability.metrics_server import api_observer, metrics_server
 from proxy.observability.tracer import Tracer
 from proxy.protos import internals_pb2_grpc, mux_pb2_grpc
