@@ -11,7 +11,6 @@ from typing import Literal
 
 SERVICE_INVOCATION = "ServiceInvocation"
 CALL_LOCAL_STREAM_API = "/dapr.proto.internals.v1.ServiceInvocation/CallLocalStream"
-CALL_LOCAL_API = "/dapr.proto.internals.v1.ServiceInvocation/CallLocal"
 
 # Headers that carry credentials never become span attributes.
 _SECRET_HEADERS = frozenset({"dapr-api-token", "dapr-app-token"})
@@ -67,7 +66,7 @@ def caller_span_attributes(
 def callee_span_attributes(
     method: str, *, api: str = CALL_LOCAL_STREAM_API
 ) -> dict[str, AttributeValue]:
-    """Attributes of the callee's SERVER span (``api`` is CALL_LOCAL_API for unary calls)."""
+    """Attributes of the callee's SERVER span; ``api`` is the gRPC method that carried it."""
     return {
         "rpc.service": SERVICE_INVOCATION,
         "dapr.invoke_method": method,

@@ -16,7 +16,6 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from proxy.observability.span_export import MAX_EXPORT_BATCH_SIZE, MAX_QUEUE_SIZE, otlp_exporter
 from proxy.observability.spans import (
-    CALL_LOCAL_API,
     CALL_LOCAL_STREAM_API,
     call_local_span_name,
     callee_span_attributes,
@@ -441,9 +440,9 @@ def test_span_names_and_attribute_builders() -> None:
         "dapr.api": "/dapr.proto.internals.v1.ServiceInvocation/CallLocalStream",
         "dapr.protocol": "grpc",
     }
-    assert callee_span_attributes("new", api=CALL_LOCAL_API)["dapr.api"] == (
-        "/dapr.proto.internals.v1.ServiceInvocation/CallLocal"
-    )
+    assert callee_span_attributes(
+        "new", api="/dapr.proto.internals.v1.ServiceInvocation/CallLocal"
+    )["dapr.api"] == ("/dapr.proto.internals.v1.ServiceInvocation/CallLocal")
 
 
 # --------------------------------------------------------------------------- tracer
