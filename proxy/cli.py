@@ -32,7 +32,7 @@ from proxy.config.settings import (
 from proxy.core.errors import TetherError, UsageError
 from proxy.hop import grpc_tuning
 from proxy.observability.logs import LEVELS, configure_logging
-from proxy.observability.tracing import parse_tracing
+from proxy.observability.tracing_settings import parse_tracing
 from resiliency import load_resiliency, summarize
 
 DEFAULT_CERTS_DIR = "~/.tether/certs"

@@ -36,6 +36,7 @@ from proxy.discovery.resolver import RegistryHeartbeat, SqliteResolver
 from proxy.edge import dapr_errors
 from proxy.edge.api import ApiHandler, AppConnection
 from proxy.edge.http_server import HttpLimits, HttpServer
+from proxy.edge.metrics_server import api_observer, metrics_server
 from proxy.hop.callee import Callee
 from proxy.hop.grpc_tuning import server_options
 from proxy.hop.header_rules import CallerIdentity
@@ -43,9 +44,9 @@ from proxy.hop.internal_client import InternalClient, SecurityFactory
 from proxy.hop.internal_server import ServiceInvocation
 from proxy.hop.invoker import Invoker, Locality
 from proxy.hop.mux_server import MuxService, ParkedBodies
-from proxy.observability.metrics import Metrics, MetricSettings
-from proxy.observability.metrics_server import api_observer, metrics_server
-from proxy.observability.tracing import Tracer
+from proxy.observability.metric_settings import MetricSettings
+from proxy.observability.metrics import Metrics
+from proxy.observability.tracer import Tracer
 from proxy.protos import internals_pb2_grpc, mux_pb2_grpc
 from resiliency import BreakerState, ResiliencyConfig, ResiliencyEngine
 

@@ -15,7 +15,7 @@ import yaml
 
 from proxy.config.yaml_problems import Problems, unknown_field
 from proxy.core.errors import TetherError
-from proxy.observability.tracing import TracingSettings, parse_tracing
+from proxy.observability.tracing_settings import TracingSettings, parse_tracing
 from resiliency.validation import type_name
 
 API_VERSION = "dapr.io/v1alpha1"

@@ -16,7 +16,7 @@ from proxy.app.health import HealthCheckSettings
 from proxy.config.configuration import MetricConfig
 from proxy.core.errors import UsageError
 from proxy.discovery.registry import default_registry_path
-from proxy.observability.tracing import TracingSettings
+from proxy.observability.tracing_settings import TracingSettings
 
 DEFAULT_TRUST_DOMAIN = "public"
 _SIZE = re.compile(r"^\s*(\d+)\s*(Ki|Mi|Gi|k|K|M|G|B)?\s*$")

@@ -26,14 +26,10 @@ from proxy.hop.header_rules import (
 )
 from proxy.hop.rpc_methods import CALL_LOCAL
 from proxy.observability.metrics import Metrics
+from proxy.observability.spans import call_local_span_name, callee_span_attributes
 from proxy.observability.trace_context import TraceContext
 from proxy.observability.trace_propagation import app_headers_with_trace, metadata_trace
-from proxy.observability.tracing import (
-    SpanHandle,
-    Tracer,
-    call_local_span_name,
-    callee_span_attributes,
-)
+from proxy.observability.tracer import SpanHandle, Tracer
 from proxy.protos import common_pb2, internals_pb2
 
 log = logging.getLogger("tether.callee")

@@ -27,9 +27,10 @@ from proxy.hop.header_rules import (
 )
 from proxy.hop.internal_client import InternalClient
 from proxy.observability.metrics import Metrics
+from proxy.observability.spans import call_local_span_name, caller_span_attributes
 from proxy.observability.trace_context import format_traceparent
 from proxy.observability.trace_propagation import incoming_trace, propagate
-from proxy.observability.tracing import Tracer, call_local_span_name, caller_span_attributes
+from proxy.observability.tracer import Tracer
 from proxy.protos import common_pb2, internals_pb2
 from resiliency import (
     SUCCESS,

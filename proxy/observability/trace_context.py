@@ -15,7 +15,6 @@ tracing is off, so nothing here imports OpenTelemetry.
 
 from __future__ import annotations
 
-import random
 import re
 from dataclasses import dataclass
 
@@ -123,19 +122,3 @@ def format_grpc_trace_bin(ctx: TraceContext) -> bytes:
             bytes((_BIN_OPTIONS_FIELD, ctx.flags)),
         )
     )
-
-
-def new_trace_id(rng: random.Random) -> bytes:
-    """A random, non-zero 16-byte trace id."""
-    while True:
-        value = rng.getrandbits(128)
-        if value:
-            return value.to_bytes(16, "big")
-
-
-def new_span_id(rng: random.Random) -> bytes:
-    """A random, non-zero 8-byte span id."""
-    while True:
-        value = rng.getrandbits(64)
-        if value:
-            return value.to_bytes(8, "big")

@@ -1,4 +1,5 @@
-"""Logs as JSON lines with Dapr's fields, and the metric series cap seen
+"""Logs as daprd writes them (logrus text lines, or JSON lines) with Dapr's fields,
+and the metric series cap seen
 through a real sidecar: thousands of distinct request paths never become
 thousands of series, whatever ``spec.metric.http`` says."""
 
@@ -21,6 +22,14 @@ from tests.e2e.harness import Cluster, Sidecar, free_port, request
 JSON_LOG_KEYS = {"time", "level", "msg", "scope", "app_id", "instance", "type", "ver"}
 # logrus's names, which daprd's JSON lines carry.
 DAPR_LEVELS = {"debug", "info", "warning", "error", "fatal", "panic"}
+# One logrus text line: time, level, msg, then the other fields sorted by name; a value
+# is bare or a Go-quoted string.
+_VALUE = r'(?:[A-Za-z0-9\-._/@^+]*|"(?:[^"\\]|\\.)*")'
+TEXT_LINE = re.compile(
+    rf'time="(?P<time>[^"]+)" level=(?P<level>[a-z]+) msg=(?P<msg>{_VALUE})'
+    rf" app_id=(?P<app_id>{_VALUE}) instance=(?P<instance>{_VALUE})"
+    rf" scope=(?P<scope>{_VALUE}) type=log ver=(?P<ver>{_VALUE})"
+)
 CALLS = 1500
 CAP = 1000
 TEMPLATE = "/v1.0/invoke/orders/method/item/{id}"
@@ -173,6 +182,25 @@ def test_log_as_json_lines_carry_dapr_fields(cluster: Cluster) -> None:
         stamp = datetime.fromisoformat(str(entry["time"]))
         assert stamp.tzinfo is not None
     assert any(e["level"] == "info" for e in entries)
+
+
+def test_text_lines_are_daprds_logrus_lines(cluster: Cluster) -> None:
+    sidecar = cluster.sidecar("textlogs", mtls=False)
+    request(sidecar.http_port, "GET", "/v1.0/invoke/nobody/method/x")
+    assert cluster.stop(sidecar.process) == 0
+    lines = sidecar.log().splitlines()
+    assert lines, "the sidecar logged nothing"
+    levels = []
+    for line in lines:
+        match = TEXT_LINE.fullmatch(line)  # every line, not only most of them
+        assert match is not None, line
+        assert match["app_id"] == "textlogs"
+        assert match["instance"] == socket.gethostname()
+        assert match["ver"]
+        assert datetime.fromisoformat(match["time"]).tzinfo is not None
+        levels.append(match["level"])
+    assert set(levels) <= DAPR_LEVELS, levels
+    assert "info" in levels
 
 
 def test_distinct_paths_are_capped_with_raw_paths(cluster: Cluster) -> None:

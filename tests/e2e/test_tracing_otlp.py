@@ -2,12 +2,13 @@
 OpenTelemetry protocol definitions, collects what two sidecars export: one
 trace per call, the caller span a child of the app's own ``traceparent``, the
 callee span a child of the caller span, the app handed the callee span's
-context, and the calling app handed a ``traceparent`` back. A dead collector
-costs spans, never calls."""
+context, and the calling app handed a ``traceparent`` back. A collector that
+accepts connections and never answers costs spans, never calls."""
 
 from __future__ import annotations
 
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from tests.e2e.harness import App, Cluster, Sidecar, free_port, request
+from tests.e2e.harness import App, Cluster, Sidecar, request
 
 SPAN_NAME = "CallLocal/orders/neworder"
 CLIENT = trace_pb2.Span.SpanKind.SPAN_KIND_CLIENT
@@ -189,11 +190,16 @@ def test_otel_environment_variables_export_one_trace(cluster: Cluster) -> None:
         check_one_trace(app, checkout, receiver)
 
 
-def test_dead_collector_costs_no_calls(cluster: Cluster) -> None:
-    clean_env(cluster)
-    dead = free_port()  # bound and closed at once: nothing listens there
-    config = tracing_config(cluster.root / "tracing.yaml", f"127.0.0.1:{dead}")
-    _, orders, checkout = pair(cluster, extra=("--config", str(config)))
+@contextmanager
+def silent_collector() -> Iterator[int]:
+    """A port that accepts connections (the kernel's backlog) and never answers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield int(sock.getsockname()[1])
+
+
+def check_calls_go_through(cluster: Cluster, orders: Sidecar, checkout: Sidecar) -> None:
     for number in range(50):
         response = request(
             checkout.http_port,
@@ -208,3 +214,11 @@ def test_dead_collector_costs_no_calls(cluster: Cluster) -> None:
         assert request(sidecar.http_port, "GET", "/v1.0/healthz").status == 204
     for sidecar in (checkout, orders):
         assert cluster.stop(sidecar.process) == 0, sidecar.log()
+
+
+def test_silent_collector_costs_no_calls(cluster: Cluster) -> None:
+    clean_env(cluster)
+    with silent_collector() as port:
+        config = tracing_config(cluster.root / "tracing.yaml", f"127.0.0.1:{port}")
+        _, orders, checkout = pair(cluster, extra=("--config", str(config)))
+        check_calls_go_through(cluster, orders, checkout)

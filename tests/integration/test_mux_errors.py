@@ -36,7 +36,8 @@ from proxy.hop.internal_client import InternalClient
 from proxy.hop.internal_server import ServiceInvocation
 from proxy.hop.mux_client import MuxConnection
 from proxy.hop.mux_server import MuxService, ParkedBodies
-from proxy.observability.tracing import Tracer, TracingSettings
+from proxy.observability.tracer import Tracer
+from proxy.observability.tracing_settings import TracingSettings
 from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc, mux_pb2, mux_pb2_grpc
 from tests.e2e.harness import App, Cluster
 

@@ -6,22 +6,29 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from proxy.observability.metrics import (
-    DAPR_BYTE_BUCKETS,
-    DAPR_LATENCY_BUCKETS_MS,
-    OVERFLOW,
-    Metrics,
-    MetricSettings,
-    PathTemplates,
-)
+from proxy.observability.metric_settings import MetricSettings, PathTemplates
+from proxy.observability.metrics import Metrics
+from proxy.observability.series_cap import OVERFLOW
 
 APP = "orders"
+
+# Dapr's bucket boundaries, written out here so the tests check the code against Dapr
+# rather than against itself. Latency (ms): reference/dapr-compat.md, "Exporter".
+LATENCY_MS = (
+    1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 25, 30, 40, 50, 65, 80, 100, 130, 160, 200,
+    250, 300, 400, 500, 650, 800, 1000, 2000, 5000, 10000, 20000, 50000, 100000,
+)  # fmt: skip
+# Bytes: Dapr's defaultSizeDistribution in pkg/diagnostics, 1<<10 up to 4<<30.
+SIZES = (
+    1 << 10, 2 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20,
+    64 << 20, 256 << 20, 1 << 30, 4 << 30,
+)  # fmt: skip
 
 HTTP = ["app_id", "method", "path", "status"]
 POLICY = ["app_id", "name", "policy", "namespace", "flow_direction", "target", "status"]
 
 # Dapr's exported name -> (type, label names, bucket set or None)
-EXPECTED: dict[str, tuple[str, list[str], tuple[float, ...] | None]] = {
+EXPECTED: dict[str, tuple[str, list[str], tuple[int, ...] | None]] = {
     "dapr_runtime_service_invocation_req_sent_total": (
         "counter",
         ["app_id", "dst_app_id", "type"],
@@ -41,17 +48,17 @@ EXPECTED: dict[str, tuple[str, list[str], tuple[float, ...] | None]] = {
     "dapr_runtime_service_invocation_res_recv_latency_ms": (
         "histogram",
         ["app_id", "src_app_id", "status"],
-        DAPR_LATENCY_BUCKETS_MS,
+        LATENCY_MS,
     ),
     "dapr_http_server_request_count": ("counter", HTTP, None),
-    "dapr_http_server_latency": ("histogram", HTTP, DAPR_LATENCY_BUCKETS_MS),
+    "dapr_http_server_latency": ("histogram", HTTP, LATENCY_MS),
     "dapr_http_server_response_count": ("counter", HTTP, None),
-    "dapr_http_server_request_bytes": ("histogram", ["app_id"], DAPR_BYTE_BUCKETS),
-    "dapr_http_server_response_bytes": ("histogram", ["app_id"], DAPR_BYTE_BUCKETS),
+    "dapr_http_server_request_bytes": ("histogram", ["app_id"], SIZES),
+    "dapr_http_server_response_bytes": ("histogram", ["app_id"], SIZES),
     "dapr_http_client_completed_count": ("counter", HTTP, None),
-    "dapr_http_client_roundtrip_latency": ("histogram", HTTP, DAPR_LATENCY_BUCKETS_MS),
-    "dapr_http_client_sent_bytes": ("histogram", HTTP, DAPR_BYTE_BUCKETS),
-    "dapr_http_client_received_bytes": ("histogram", ["app_id"], DAPR_BYTE_BUCKETS),
+    "dapr_http_client_roundtrip_latency": ("histogram", HTTP, LATENCY_MS),
+    "dapr_http_client_sent_bytes": ("histogram", HTTP, SIZES),
+    "dapr_http_client_received_bytes": ("histogram", ["app_id"], SIZES),
     "dapr_grpc_io_server_completed_rpcs": (
         "counter",
         ["app_id", "grpc_server_method", "grpc_server_status"],
@@ -60,17 +67,17 @@ EXPECTED: dict[str, tuple[str, list[str], tuple[float, ...] | None]] = {
     "dapr_grpc_io_server_server_latency": (
         "histogram",
         ["app_id", "grpc_server_method", "grpc_server_status"],
-        DAPR_LATENCY_BUCKETS_MS,
+        LATENCY_MS,
     ),
     "dapr_grpc_io_server_received_bytes_per_rpc": (
         "histogram",
         ["app_id", "grpc_server_method"],
-        DAPR_BYTE_BUCKETS,
+        SIZES,
     ),
     "dapr_grpc_io_server_sent_bytes_per_rpc": (
         "histogram",
         ["app_id", "grpc_server_method"],
-        DAPR_BYTE_BUCKETS,
+        SIZES,
     ),
     "dapr_grpc_io_client_completed_rpcs": (
         "counter",
@@ -80,17 +87,17 @@ EXPECTED: dict[str, tuple[str, list[str], tuple[float, ...] | None]] = {
     "dapr_grpc_io_client_roundtrip_latency": (
         "histogram",
         ["app_id", "grpc_client_method", "grpc_client_status"],
-        DAPR_LATENCY_BUCKETS_MS,
+        LATENCY_MS,
     ),
     "dapr_grpc_io_client_sent_bytes_per_rpc": (
         "histogram",
         ["app_id", "grpc_client_method"],
-        DAPR_BYTE_BUCKETS,
+        SIZES,
     ),
     "dapr_grpc_io_client_received_bytes_per_rpc": (
         "histogram",
         ["app_id", "grpc_client_method"],
-        DAPR_BYTE_BUCKETS,
+        SIZES,
     ),
     "dapr_resiliency_loaded": ("counter", ["app_id", "name", "namespace"], None),
     "dapr_resiliency_count": ("counter", POLICY, None),
@@ -369,19 +376,11 @@ def test_cb_state_values_one_series_per_breaker() -> None:
     assert len(families(m)[name][1]) == 2
 
 
-def test_disabled_records_nothing() -> None:
-    m = Metrics(APP, MetricSettings(enabled=False))
-    exercise(m)
-    text = scrape(m)
-    assert f'app_id="{APP}",dst' not in text
-    assert "dapr_http_server_request_count{" not in text
-
-
 def test_settings_defaults_follow_dapr() -> None:
     s = MetricSettings()
-    assert s.enabled and s.increased_cardinality and not s.exclude_verbs
+    assert s.increased_cardinality and not s.exclude_verbs
     assert s.path_matching == ()
-    assert s.latency_buckets == DAPR_LATENCY_BUCKETS_MS
+    assert s.latency_buckets == LATENCY_MS
     assert s.max_series_per_metric == 1000
     with pytest.raises(ValueError):
         MetricSettings(max_series_per_metric=0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 
 import pytest
@@ -13,8 +12,6 @@ from proxy.observability.trace_context import (
     format_grpc_trace_bin,
     format_traceparent,
     keep_tracestate,
-    new_span_id,
-    new_trace_id,
     parse_grpc_trace_bin,
     parse_traceparent,
 )
@@ -179,36 +176,6 @@ def _replace(data: bytes, index: int, value: int) -> bytes:
 )
 def test_invalid_grpc_trace_bin(mutate: Callable[[bytes], bytes]) -> None:
     assert parse_grpc_trace_bin(mutate(format_grpc_trace_bin(_ctx()))) is None
-
-
-def test_new_ids_have_the_right_size_and_follow_the_rng() -> None:
-    first = (new_trace_id(random.Random(7)), new_span_id(random.Random(7)))
-    again = (new_trace_id(random.Random(7)), new_span_id(random.Random(7)))
-    assert first == again
-    assert len(first[0]) == 16
-    assert len(first[1]) == 8
-    rng = random.Random(8)
-    assert len({new_span_id(rng) for _ in range(100)}) == 100
-
-
-class _ZeroFirst(random.Random):
-    """Returns 0 once, as a real generator eventually may."""
-
-    def __init__(self) -> None:
-        super().__init__(1)
-        self.zeros = 2
-
-    def getrandbits(self, k: int) -> int:
-        if self.zeros:
-            self.zeros -= 1
-            return 0
-        return super().getrandbits(k)
-
-
-def test_new_ids_are_never_zero() -> None:
-    rng = _ZeroFirst()
-    assert new_trace_id(rng) != bytes(16)
-    assert new_span_id(rng) != bytes(8)
 
 
 @pytest.mark.parametrize(
