@@ -227,10 +227,8 @@ class Invoker:
         streaming = not body.complete
         status = str(remote.status) if remote is not None else rpc_status
         metrics.res_recv(app_id, status, streaming, latency_ms)
-        if remote is not None:
-            metrics.grpc_client(
-                rpc.method, rpc_status, latency_ms, len(body.head), len(remote.body.head)
-            )
+        received = len(remote.body.head) if remote is not None else 0
+        metrics.grpc_client(rpc.method, rpc_status, latency_ms, len(body.head), received)
 
     async def _send_local(self, message: internals_pb2.InternalInvokeRequest, body: Body) -> Answer:
         response = await self._callee.serve(message, body, self._here.identity)
