@@ -42,8 +42,9 @@ from proxy.hop.grpc_tuning import server_options
 from proxy.hop.header_rules import CallerIdentity
 from proxy.hop.internal_client import InternalClient, SecurityFactory
 from proxy.hop.internal_server import ServiceInvocation
-from proxy.hop.invoker import Invoker, Locality
+from proxy.hop.invoker import Invoker
 from proxy.hop.mux_server import MuxService, ParkedBodies
+from proxy.hop.request_builder import Locality
 from proxy.observability.metric_settings import MetricSettings
 from proxy.observability.metrics import Metrics
 from proxy.observability.tracer import Tracer
@@ -156,7 +157,7 @@ class Sidecar:
         )
         handler = ApiHandler(
             s.app_id,
-            invoker,
+            invoker.invoke,
             AppConnection(s.app_port, s.app_protocol, s.app_channel_address, s.app_max_concurrency),
             s.api_token,
             self.is_ready,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
@@ -15,10 +15,13 @@ from proxy.core.errors import InvalidMethod
 from proxy.core.version import RUNTIME_VERSION
 from proxy.edge import dapr_errors
 from proxy.edge.http_server import HttpRequest, HttpResponse
-from proxy.edge.routing import Api, route_request
-from proxy.hop.invoker import Invoker
+from proxy.edge.routing import Api, Route, route_request
+from proxy.hop.call import Answer, Invocation, InvokeError
 
 _JSON = [(b"content-type", b"application/json")]
+
+# The invoker's entry point (Invoker.invoke): an answer, or InvokeError.
+Invoke = Callable[[Invocation], Awaitable[Answer]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +36,7 @@ class ApiHandler:
     def __init__(
         self,
         app_id: str,
-        invoker: Invoker,
+        invoke: Invoke,
         app_connection: AppConnection,
         api_token: str | None,
         is_ready: Callable[[], bool],
@@ -42,7 +45,7 @@ class ApiHandler:
     ) -> None:
         self._app_health = app_health
         self._app_id = app_id
-        self._invoker = invoker
+        self._invoke = invoke
         self._app_connection = app_connection
         self._api_token = api_token.encode("latin-1") if api_token else None
         self._is_ready = is_ready
@@ -71,13 +74,33 @@ class ApiHandler:
         ):
             return HttpResponse.of(dapr_errors.invalid_api_token())
         if api is Api.INVOKE:
-            return await self._invoker.invoke(route, request)
+            return await self._invoke_app(route, request)
         if api is Api.METADATA:
             return self._metadata()
         if api is Api.SHUTDOWN:
             self._request_shutdown()
             return HttpResponse(204, [])
         return HttpResponse.of(dapr_errors.no_app_id())
+
+    async def _invoke_app(self, route: Route, request: HttpRequest) -> HttpResponse:
+        call = Invocation(
+            target_id=route.target_id,
+            method=route.method,
+            verb=request.verb,
+            path=request.target.partition("?")[0],
+            query=route.query,
+            headers=request.headers,
+            body=request.body,
+            id_header=route.id_header,
+        )
+        try:
+            answer = await self._invoke(call)
+        except InvokeError as exc:
+            response = HttpResponse.of(dapr_errors.invoke_failed(exc))
+            if exc.traceparent is not None:
+                response.headers.append((b"traceparent", exc.traceparent.encode()))
+            return response
+        return HttpResponse(answer.status, answer.headers, answer.body)
 
     def _healthz(self, target: str) -> HttpResponse:
         query = parse_qs(target.partition("?")[2])

@@ -10,7 +10,6 @@ import enum
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from proxy.core.errors import InvalidAppId
 from proxy.core.method_path import normalize_method
 
 INVOKE_PREFIX = "/v1.0/invoke/"
@@ -35,12 +34,6 @@ class Route:
     method: str = ""
     query: str = ""
     id_header: bytes = b""
-
-
-@dataclass(frozen=True, slots=True)
-class AppAddress:
-    app_id: str
-    namespace: str
 
 
 _API_ROUTES = {
@@ -89,16 +82,3 @@ def _app_id_from_basic_auth(authorization: str | None) -> str:
     if not sep or user.lower() != "dapr-app-id":
         return ""
     return password
-
-
-def split_app_id(target_id: str, local_namespace: str) -> AppAddress:
-    """``orders`` is in the caller's namespace; ``orders.prod`` names one.
-
-    More than one dot, or an empty part, is an error (Dapr: ``invalid app id``).
-    """
-    app_id, dot, namespace = target_id.partition(".")
-    if not dot:
-        return AppAddress(target_id, local_namespace)
-    if not app_id or not namespace or "." in namespace:
-        raise InvalidAppId(f"invalid app id: {target_id}")
-    return AppAddress(app_id, namespace)

@@ -42,6 +42,14 @@ class RemoteResponse:
     method: str  # which transport carried it (one of the names above)
 
 
+@dataclass(slots=True)
+class HopRpc:
+    """The RPC carrying a call, kept current as the client falls back between
+    transports, so a caller can label a call that failed or was cancelled."""
+
+    method: str = CALL_LOCAL_STREAM
+
+
 class InternalClient:
     def __init__(
         self,
@@ -94,6 +102,7 @@ class InternalClient:
         body: Body,
         *,
         timeout_policy: bool = False,
+        rpc: HopRpc | None = None,
     ) -> RemoteResponse:
         """Send the request and return once the callee's response headers arrive.
 
@@ -102,20 +111,23 @@ class InternalClient:
         ``timeout_policy`` says a resiliency timeout bounds the call; without
         one a multiplexed call waits at most ``mux_call_timeout`` for its answer.
         Raises InvocationFailed with the gRPC code name when the call fails
-        before a response exists.
+        before a response exists. ``rpc`` follows the transport in use.
         """
+        rpc = rpc if rpc is not None else HopRpc()
         channel = self._peer(endpoint, peer)
         if (
             body.complete
             and len(body.head) <= INLINE_LIMIT
             and endpoint.address not in self._without_mux
         ):
+            rpc.method = MUX_CALL
             try:
                 timeout = None if timeout_policy else self._mux_call_timeout
                 return await self._invoke_mux(endpoint, peer, channel, request, body.head, timeout)
             except MuxUnsupported:
                 self._without_mux.add(endpoint.address)
-        return await self._invoke_stream(channel.invocation, request, body)
+        rpc.method = CALL_LOCAL_STREAM
+        return await self._invoke_stream(channel.invocation, request, body, rpc)
 
     async def _invoke_mux(
         self,
@@ -135,7 +147,7 @@ class InternalClient:
         return _remote_response(response, body, MUX_CALL)
 
     async def _invoke_stream(
-        self, stub: Any, request: internals_pb2.InternalInvokeRequest, body: Body
+        self, stub: Any, request: internals_pb2.InternalInvokeRequest, body: Body, rpc: HopRpc
     ) -> RemoteResponse:
         call = stub.CallLocalStream(metadata=grpc_trace_metadata(metadata_trace(request)))
         first = internals_pb2.InternalInvokeRequestStream(request=request)
@@ -161,6 +173,7 @@ class InternalClient:
                 writer.cancel()
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED and body.complete:
                 # An older peer without streaming: Dapr falls back to unary the same way.
+                rpc.method = CALL_LOCAL
                 return await self._invoke_unary(stub, request, body.head)
             raise _translate(exc) from exc
         except BaseException:

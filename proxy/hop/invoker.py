@@ -1,65 +1,44 @@
-"""The caller half of service invocation: an HTTP request for another app
-becomes an ``InternalInvokeRequest`` sent to the target's sidecar (or, for
-our own app ID, straight to the local app channel, as daprd does)."""
+"""The caller half of service invocation: an ``Invocation`` for another app is
+sent to the target's sidecar (or, for our own app ID, straight to the local app
+channel, as daprd does) under the resiliency policies, with its span and metrics.
+Failures leave as ``InvokeError``; the edge decides how they look."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 
 from certs.errors import InvalidSpiffeId
 from certs.spiffe import SpiffeId
+from proxy.core.app_address import AppAddress, split_app_id
 from proxy.core.body import Body, BodyTooLarge, close_body
-from proxy.core.errors import CallRejected, InvalidAppId, InvocationFailed
-from proxy.core.grpc_status import grpc_code_name
-from proxy.discovery.resolver import ResolveError, Resolver
-from proxy.edge import dapr_errors
-from proxy.edge.http_server import HttpRequest, HttpResponse
-from proxy.edge.routing import AppAddress, Route, split_app_id
+from proxy.core.errors import InvalidAppId, InvocationFailed
+from proxy.core.grpc_status import grpc_code_name, http_status_from_grpc
+from proxy.discovery.resolver import Resolver
+from proxy.hop.call import Answer, Invocation, InvokeError
 from proxy.hop.callee import Callee
-from proxy.hop.header_rules import (
-    CallerIdentity,
-    client_response_headers,
-    outbound_metadata,
-    strip_hop_by_hop,
+from proxy.hop.header_rules import client_response_headers, strip_hop_by_hop
+from proxy.hop.internal_client import HopRpc, InternalClient, RemoteResponse
+from proxy.hop.outcomes import (
+    CALL_FAILURES,
+    CONNECTION_CODES,
+    classify,
+    classify_error,
+    invoke_error,
+    succeeded,
 )
-from proxy.hop.internal_client import InternalClient
+from proxy.hop.policy_metrics import PolicyMetrics
+from proxy.hop.request_builder import Locality, internal_request, with_attempt
 from proxy.observability.metrics import Metrics
 from proxy.observability.spans import call_local_span_name, caller_span_attributes
 from proxy.observability.trace_context import format_traceparent
 from proxy.observability.trace_propagation import incoming_trace, propagate
-from proxy.observability.tracer import Tracer
-from proxy.protos import common_pb2, internals_pb2
-from resiliency import (
-    SUCCESS,
-    TRANSPORT_FAILURE,
-    AttemptTimedOut,
-    BreakerRejected,
-    DeadlineExceeded,
-    Outcome,
-    ResiliencyEngine,
-)
-from resiliency.lookup import AppPolicy
+from proxy.observability.tracer import SpanHandle, Tracer
+from proxy.protos import internals_pb2
+from resiliency import ResiliencyEngine
 
 log = logging.getLogger("tether.invoke")
-
-# tether extension (attemptHeader: true): lets the app see that a call is a retry.
-ATTEMPT_HEADER = "tether-attempt"
-
-# Verbs the HTTP extension names; anything else travels as POST (Dapr's rule).
-_VERBS = frozenset(common_pb2.HTTPExtension.Verb.keys()) - {"NONE"}
-# Connection-level failures after which the endpoint and channel are dropped.
-_CONNECTION_CODES = frozenset({"UNAVAILABLE", "UNAUTHENTICATED"})
-
-
-@dataclass(frozen=True, slots=True)
-class Locality:
-    identity: CallerIdentity
-    trust_domain: str
-    host_ip: str
-    hostname: str
 
 
 class Invoker:
@@ -75,6 +54,11 @@ class Invoker:
         tracer: Tracer | None = None,
     ) -> None:
         self._metrics = metrics
+        self._policy_metrics = (
+            PolicyMetrics(metrics, resiliency, locality.identity.namespace)
+            if metrics is not None
+            else None
+        )
         self._tracer = tracer
         self._here = locality
         self._resolver = resolver
@@ -84,87 +68,86 @@ class Invoker:
         # Largest failed response body held in memory while deciding on a retry.
         self._replay_limit = replay_limit
 
-    async def invoke(self, route: Route, request: HttpRequest) -> HttpResponse:
-        local = self._here.identity
-        target_id = route.target_id
+    async def invoke(self, call: Invocation) -> Answer:
+        """The target app's answer; raises InvokeError when the call failed before it."""
         try:
-            target = split_app_id(target_id, local.namespace)
+            target = split_app_id(call.target_id, self._here.identity.namespace)
             peer = SpiffeId(self._here.trust_domain, target.namespace, target.app_id)
         except (InvalidAppId, InvalidSpiffeId) as exc:
-            return HttpResponse.of(dapr_errors.direct_invoke_failed(target_id, str(exc)))
-        message = self._internal_request(route, request, target.app_id)
-        span = None
-        if self._tracer is not None and self._tracer.enabled:
-            span = self._tracer.start_client_span(
-                call_local_span_name(target.app_id, route.method),
-                incoming_trace(request.headers),
-                caller_span_attributes(
-                    target.app_id,
-                    request.verb,
-                    request.target.partition("?")[0],
-                    headers=(
-                        (n.decode("latin-1"), v.decode("latin-1")) for n, v in request.headers
-                    ),
-                ),
-            )
-            propagate(message, span.context)
+            raise InvokeError(call.target_id, str(exc)) from exc
+        message = internal_request(call, target.app_id, self._here)
+        span = self._start_span(call, target.app_id, message)
+        if span is None:
+            return await self._invoke(call, target, peer, message)
         try:
-            response = await self._invoke(route, request, target, peer, message)
-        except BaseException:
-            if span is not None:
-                span.set_status_code(500)
-                span.end()
+            answer = await self._invoke(call, target, peer, message)
+        except InvokeError as exc:
+            exc.traceparent = _end_span(span, exc.http_status)
             raise
-        if span is not None:
-            span.set_status_code(response.status)
-            span.end()
-            if span.context is not None:
-                # Dapr answers the calling app with the trace context of its call.
-                traceparent = format_traceparent(span.context).encode()
-                response.headers = [h for h in response.headers if h[0] != b"traceparent"]
-                response.headers.append((b"traceparent", traceparent))
-        return response
+        except BaseException:
+            _end_span(span, 500)
+            raise
+        traceparent = _end_span(span, answer.status)
+        if traceparent is not None:
+            # Dapr answers the calling app with the trace context of its call.
+            answer.headers = [h for h in answer.headers if h[0] != b"traceparent"]
+            answer.headers.append((b"traceparent", traceparent.encode()))
+        return answer
+
+    def _start_span(
+        self, call: Invocation, app_id: str, message: internals_pb2.InternalInvokeRequest
+    ) -> SpanHandle | None:
+        if self._tracer is None or not self._tracer.enabled:
+            return None
+        span = self._tracer.start_client_span(
+            call_local_span_name(app_id, call.method),
+            incoming_trace(call.headers),
+            caller_span_attributes(
+                app_id,
+                call.verb,
+                call.path,
+                headers=((n.decode("latin-1"), v.decode("latin-1")) for n, v in call.headers),
+            ),
+        )
+        propagate(message, span.context)
+        return span
 
     async def _invoke(
         self,
-        route: Route,
-        request: HttpRequest,
+        call: Invocation,
         target: AppAddress,
         peer: SpiffeId,
         message: internals_pb2.InternalInvokeRequest,
-    ) -> HttpResponse:
+    ) -> Answer:
         local = self._here.identity
-        target_id = route.target_id
-        body = request.body
+        is_local = target.app_id == local.app_id and target.namespace == local.namespace
+        body = call.body
         runner = self._resiliency.runner_for(
-            target.app_id, route.method, streaming=not body.complete
+            target.app_id, call.method, streaming=not body.complete
         )
         policy = runner.policy
-        attempt_header = policy.attempt_header
+        # Only the per-attempt timeout cancels an attempt from inside the runner.
+        cancelled_as = "DEADLINE_EXCEEDED" if policy.timeout is not None else "CANCELLED"
         attempts = 0
 
         def count_attempt(number: int) -> None:
             nonlocal attempts
             attempts = number
 
-        async def send_once(attempt: int) -> _Answer:
-            outgoing = message
-            if attempt_header:
-                outgoing = internals_pb2.InternalInvokeRequest()
-                outgoing.CopyFrom(message)
-                outgoing.metadata[ATTEMPT_HEADER].values.append(str(attempt))
-            if target.app_id == local.app_id and target.namespace == local.namespace:
+        async def send_once(attempt: int) -> Answer:
+            outgoing = with_attempt(message, attempt) if policy.attempt_header else message
+            if is_local:
                 answer = await self._send_local(outgoing, body)
             else:
                 answer = await self._send_remote(
-                    target.app_id,
-                    target.namespace,
+                    target,
                     peer,
                     outgoing,
                     body,
+                    cancelled_as,
                     timeout_policy=policy.timeout is not None,
                 )
-            if not _succeeded(answer.status) and not answer.body.complete:
+            if not succeeded(answer.status) and not answer.body.complete:
                 # A failed attempt may be retried and dropped: hold nothing open for it.
                 try:
                     answer.body = Body(await answer.body.read_all(self._replay_limit))
@@ -175,206 +158,92 @@ class Invoker:
                     ) from None
             return answer
 
-        async def send(attempt: int) -> _Answer:
+        async def send(attempt: int) -> Answer:
             try:
                 return await send_once(attempt)
             except asyncio.CancelledError:
-                # Only the per-attempt timeout cancels an attempt from inside the runner.
-                if policy.timeout is not None:
-                    self._policy_fired("timeout", target.app_id)
+                if policy.timeout is not None and self._policy_metrics is not None:
+                    self._policy_metrics.fired("timeout", target.app_id)
                 raise
 
         try:
-            answer = await runner.run(
-                send, _classify, errors=_classify_error, on_attempt=count_attempt
-            )
-        except BreakerRejected as exc:
-            return HttpResponse.of(dapr_errors.direct_invoke_failed(target_id, str(exc)))
-        except (AttemptTimedOut, DeadlineExceeded):
-            return HttpResponse.of(
-                dapr_errors.direct_invoke_failed(target_id, "context deadline exceeded")
-            )
-        except InvocationFailed as exc:
-            status = 403 if exc.grpc_code == "PERMISSION_DENIED" else 500
-            log.debug("invoke %s failed: %s %s", target_id, exc.grpc_code, exc)
-            return HttpResponse.of(
-                dapr_errors.direct_invoke_failed(target_id, _describe(exc), status)
-            )
-        except ResolveError as exc:
-            return HttpResponse.of(dapr_errors.direct_invoke_failed(target_id, str(exc)))
-        except CallRejected as exc:
-            # For a broken request body the edge answers 400/413 in place of this.
-            status = 400 if exc.code == "INVALID_ARGUMENT" else 500
-            return HttpResponse.of(dapr_errors.direct_invoke_failed(target_id, str(exc), status))
+            return await runner.run(send, classify, errors=classify_error, on_attempt=count_attempt)
+        except CALL_FAILURES as exc:
+            if isinstance(exc, InvocationFailed):
+                log.debug("invoke %s failed: %s %s", call.target_id, exc.grpc_code, exc)
+            raise invoke_error(call.target_id, exc) from exc
         finally:
-            if self._metrics is not None:
-                self._count_policies(policy, target.app_id, retried=attempts > 1)
-        return HttpResponse(answer.status, answer.headers, answer.body)
-
-    def _resiliency_name(self) -> str:
-        # Dapr labels with the resource that was loaded last.
-        names = self._resiliency.config.resource_names
-        return names[-1] if names else ""
-
-    def _count_policies(self, policy: AppPolicy, app_id: str, *, retried: bool) -> None:
-        """dapr_resiliency_count once per call per policy kind; a retry fires once per call."""
-        metrics = self._metrics
-        name = self._resiliency_name()
-        if metrics is None or not name:
-            return
-        namespace, target = self._here.identity.namespace, f"app_{app_id}"
-        for kind, present in (
-            ("timeout", policy.timeout),
-            ("retry", policy.retry),
-            ("circuitbreaker", policy.circuit_breaker),
-        ):
-            if present is not None:
-                metrics.resiliency_count(name, kind, namespace, "outbound", target)
-        if retried and policy.retry is not None:
-            metrics.resiliency_activation(name, "retry", namespace, "outbound", target)
-
-    def _policy_fired(self, kind: str, app_id: str) -> None:
-        name = self._resiliency_name()
-        if self._metrics is not None and name:
-            namespace = self._here.identity.namespace
-            self._metrics.resiliency_activation(name, kind, namespace, "outbound", f"app_{app_id}")
+            if self._policy_metrics is not None:
+                self._policy_metrics.applied(policy, target.app_id, retried=attempts > 1)
 
     async def _send_remote(
         self,
-        app_id: str,
-        namespace: str,
+        target: AppAddress,
         peer: SpiffeId,
         message: internals_pb2.InternalInvokeRequest,
         body: Body,
+        cancelled_as: str,
         *,
         timeout_policy: bool,
-    ) -> _Answer:
-        endpoint = await self._resolver.resolve(app_id, namespace)
-        metrics = self._metrics
-        streaming = not body.complete
-        if metrics is not None:
-            metrics.req_sent(app_id, streaming)
+    ) -> Answer:
+        app_id = target.app_id
+        endpoint = await self._resolver.resolve(app_id, target.namespace)
+        if self._metrics is not None:
+            self._metrics.req_sent(app_id, streaming=not body.complete)
+        rpc = HopRpc()
         started = time.perf_counter()
         try:
             remote = await self._client.invoke(
-                endpoint, peer, message, body, timeout_policy=timeout_policy
+                endpoint, peer, message, body, timeout_policy=timeout_policy, rpc=rpc
             )
         except InvocationFailed as exc:
-            if exc.grpc_code in _CONNECTION_CODES:
-                self._resolver.evict(app_id, namespace, endpoint)
+            if exc.grpc_code in CONNECTION_CODES:
+                self._resolver.evict(app_id, target.namespace, endpoint)
                 self._client.discard(endpoint, peer)
-            if metrics is not None:
-                latency_ms = (time.perf_counter() - started) * 1000
-                metrics.res_recv(app_id, exc.grpc_code, streaming, latency_ms)
+            self._count_hop(app_id, rpc, body, started, exc.grpc_code)
             raise
         except asyncio.CancelledError:
-            if metrics is not None:  # the attempt's timeout fired
-                latency_ms = (time.perf_counter() - started) * 1000
-                metrics.res_recv(app_id, "DEADLINE_EXCEEDED", streaming, latency_ms)
+            self._count_hop(app_id, rpc, body, started, cancelled_as)
             raise
-        if metrics is not None:
-            latency_ms = (time.perf_counter() - started) * 1000
-            metrics.res_recv(app_id, str(remote.status), streaming, latency_ms)
-            received = len(remote.body.head)
-            metrics.grpc_client(remote.method, "OK", latency_ms, len(body.head), received)
+        self._count_hop(app_id, rpc, body, started, "OK", remote)
         status = remote.status
         if status < 100:
             # A gRPC status from a gRPC app: Dapr's HTTPStatusFromCode.
-            status = dapr_errors.http_status_from_grpc(grpc_code_name(status))
-        return _Answer(
+            status = http_status_from_grpc(grpc_code_name(status))
+        return Answer(
             status, client_response_headers(remote.headers, remote.content_type), remote.body
         )
 
-    async def _send_local(
-        self, message: internals_pb2.InternalInvokeRequest, body: Body
-    ) -> _Answer:
+    def _count_hop(
+        self,
+        app_id: str,
+        rpc: HopRpc,
+        body: Body,
+        started: float,
+        rpc_status: str,
+        remote: RemoteResponse | None = None,
+    ) -> None:
+        """One hop to a peer sidecar, answered (``remote``) or failed with ``rpc_status``.
+
+        Dapr's service invocation metrics label a failed hop with its gRPC code and an
+        answered one with the app's status; the RPC metrics carry the gRPC status."""
+        metrics = self._metrics
+        if metrics is None:
+            return
+        latency_ms = (time.perf_counter() - started) * 1000
+        streaming = not body.complete
+        status = str(remote.status) if remote is not None else rpc_status
+        metrics.res_recv(app_id, status, streaming, latency_ms)
+        received = len(remote.body.head) if remote is not None else 0
+        metrics.grpc_client(rpc.method, rpc_status, latency_ms, len(body.head), received)
+
+    async def _send_local(self, message: internals_pb2.InternalInvokeRequest, body: Body) -> Answer:
         response = await self._callee.serve(message, body, self._here.identity)
-        return _Answer(response.status, strip_hop_by_hop(response.headers), response.body)
-
-    def _internal_request(
-        self, route: Route, request: HttpRequest, callee_app_id: str
-    ) -> internals_pb2.InternalInvokeRequest:
-        here = self._here
-        metadata = outbound_metadata(
-            request.headers,
-            caller=here.identity,
-            callee_app_id=callee_app_id,
-            host_ip=here.host_ip,
-            hostname=here.hostname,
-            drop=route.id_header,
-        )
-        body = request.body
-        if "Content-Length" not in metadata and body.complete:
-            # Lets the callee see at once that the first message holds the whole body.
-            metadata["Content-Length"] = [str(len(body.head))]
-        content_type = ""
-        for name, value in request.headers:
-            if name == b"content-type":
-                content_type = value.decode("latin-1")
-                break
-        return internals_pb2.InternalInvokeRequest(
-            ver=internals_pb2.V1,
-            metadata={k: internals_pb2.ListStringValue(values=v) for k, v in metadata.items()},
-            message=common_pb2.InvokeRequest(
-                method=route.method,
-                content_type=content_type,
-                http_extension=common_pb2.HTTPExtension(
-                    verb=request.verb if request.verb in _VERBS else "POST",
-                    querystring=route.query,
-                ),
-            ),
-        )
+        return Answer(response.status, strip_hop_by_hop(response.headers), response.body)
 
 
-@dataclass(slots=True)
-class _Answer:
-    """One attempt's answer, from the local app or a remote sidecar, in client terms."""
-
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    body: Body
-
-
-def _succeeded(status: int) -> bool:
-    # Dapr's HTTP invoke treats anything below 200 or above 399 as a failed call.
-    return 200 <= status <= 399
-
-
-def _classify(answer: _Answer) -> Outcome:
-    if _succeeded(answer.status):
-        return SUCCESS
-    retry_after = None
-    if answer.status in (429, 503):
-        retry_after = _retry_after(answer.headers)
-    return Outcome(False, code=answer.status, retry_after=retry_after)
-
-
-def _retry_after(headers: list[tuple[bytes, bytes]]) -> float | None:
-    for name, value in headers:
-        if name == b"retry-after":
-            text = value.strip()
-            return float(text) if text.isdigit() else None  # HTTP-dates are not honoured
-    return None
-
-
-def _classify_error(exc: Exception) -> Outcome | None:
-    """How an attempt that raised counts: Dapr retries every non-code error."""
-    if isinstance(exc, InvocationFailed):
-        if exc.grpc_code in ("PERMISSION_DENIED", "CANCELLED", "INVALID_ARGUMENT"):
-            return PERMANENT_FAILURE  # an ACL refusal, or the caller's own body broke
-        if exc.grpc_code in _CONNECTION_CODES:
-            return CONNECTION_FAILURE
-        return TRANSPORT_FAILURE
-    if isinstance(exc, CallRejected):
-        return PERMANENT_FAILURE if exc.code == "INVALID_ARGUMENT" else TRANSPORT_FAILURE
-    if isinstance(exc, ResolveError):
-        return TRANSPORT_FAILURE
-    return None
-
-
-PERMANENT_FAILURE = Outcome(False, permanent=True)
-CONNECTION_FAILURE = Outcome(False, connection_failure=True)
-
-
-def _describe(exc: InvocationFailed) -> str:
-    return f"rpc error: code = {exc.grpc_code.title().replace('_', '')} desc = {exc}"
+def _end_span(span: SpanHandle, status: int) -> str | None:
+    """End the caller span; return the traceparent to hand back to the caller."""
+    span.set_status_code(status)
+    span.end()
+    return format_traceparent(span.context) if span.context is not None else None

@@ -7,17 +7,17 @@ import json
 import grpc
 import pytest
 
-from proxy.core.grpc_status import GRPC_CODE_NAMES, grpc_code_name
-from proxy.edge import dapr_errors
+from proxy.core.grpc_status import GRPC_CODE_NAMES, grpc_code_name, http_status_from_grpc
 from proxy.edge.dapr_errors import (
     ERR_DIRECT_INVOKE,
     NO_APP_ID_MESSAGE,
     direct_invoke_failed,
     error_json,
-    http_status_from_grpc,
     invalid_api_token,
+    invoke_failed,
     no_app_id,
 )
+from proxy.hop.call import InvokeDenied, InvokeError, InvokeRejected
 
 # dapr-compat.md section 1, "gRPC to HTTP (HTTPStatusFromCode)", written out by hand.
 EXPECTED_HTTP_FROM_GRPC = {
@@ -130,9 +130,40 @@ def test_invalid_api_token_is_plain_text_401() -> None:
     assert error.content_type == b"text/plain"
 
 
-def test_error_codes_are_dapr_tags() -> None:
-    assert dapr_errors.ERR_DIRECT_INVOKE == "ERR_DIRECT_INVOKE"
-    assert dapr_errors.ERR_MALFORMED_REQUEST == "ERR_MALFORMED_REQUEST"
-    assert dapr_errors.ERR_HEALTH_NOT_READY == "ERR_HEALTH_NOT_READY"
-    assert dapr_errors.ERR_HEALTH_APPID_NOT_MATCH == "ERR_HEALTH_APPID_NOT_MATCH"
-    assert dapr_errors.ERR_OUTBOUND_HEALTH_NOT_READY == "ERR_OUTBOUND_HEALTH_NOT_READY"
+@pytest.mark.parametrize(
+    ("error", "status", "body"),
+    [
+        (
+            InvokeError("orders", "context deadline exceeded"),
+            500,
+            b'{"errorCode":"ERR_DIRECT_INVOKE",'
+            b'"message":"failed to invoke, id: orders, err: context deadline exceeded"}',
+        ),
+        (
+            InvokeError("orders", "circuit breaker is open"),
+            500,
+            b'{"errorCode":"ERR_DIRECT_INVOKE",'
+            b'"message":"failed to invoke, id: orders, err: circuit breaker is open"}',
+        ),
+        (
+            InvokeDenied("orders.prod", "rpc error: code = PermissionDenied desc = denied"),
+            403,
+            b'{"errorCode":"ERR_DIRECT_INVOKE","message":"failed to invoke, id: orders.prod,'
+            b' err: rpc error: code = PermissionDenied desc = denied"}',
+        ),
+        (
+            InvokeRejected("self", "method contains a forbidden byte"),
+            400,
+            b'{"errorCode":"ERR_DIRECT_INVOKE",'
+            b'"message":"failed to invoke, id: self, err: method contains a forbidden byte"}',
+        ),
+    ],
+    ids=["failed", "breaker", "denied", "rejected"],
+)
+def test_invoke_failed_bytes_and_status(error: InvokeError, status: int, body: bytes) -> None:
+    response = invoke_failed(error)
+    assert (response.status, response.content_type, response.body) == (
+        status,
+        b"application/json",
+        body,
+    )

@@ -4,8 +4,9 @@ import base64
 
 import pytest
 
+from proxy.core.app_address import AppAddress, split_app_id
 from proxy.core.errors import InvalidAppId, InvalidMethod
-from proxy.edge.routing import Api, AppAddress, route_request, split_app_id
+from proxy.edge.routing import Api, route_request
 
 
 def test_invoke_path() -> None:
