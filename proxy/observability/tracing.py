@@ -41,11 +41,8 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-from proxy.config.yaml_problems import Problems
 from proxy.observability.trace_context import TraceContext
-from resiliency.durations import parse_go_duration
-from resiliency.errors import DurationError
-from resiliency.validation import type_name
+from yamlcheck import DurationError, Problems, parse_go_duration, type_name
 
 # Dapr's rate when ``samplingRate`` is empty or not a number.
 DEFAULT_SAMPLING_RATE = 0.0001

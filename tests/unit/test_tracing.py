@@ -256,7 +256,7 @@ def test_otel_problems_are_all_reported_at_once() -> None:
         "config.yaml: spec.tracing.otel.isSecure: expected true or false, got a string",
         "config.yaml: spec.tracing.otel.headers: expected a mapping, a list of name/value pairs"
         ' or "key=value,..." text, got an integer',
-        'config.yaml: spec.tracing.otel.timeout: "5" is not a duration',
+        'config.yaml: spec.tracing.otel.timeout: "5" has no unit (write e.g. "5s")',
         "config.yaml: spec.tracing.otel.endpointAddress: missing (nothing would be exported)",
     ]
 
