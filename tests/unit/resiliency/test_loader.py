@@ -261,3 +261,30 @@ spec:
         'bad.yaml: spec.targets.apps.orders.retry: unknown retry policy "importnt"'
         ' (did you mean "important"?)',
     )
+
+
+def test_problems_and_rejections_are_data_not_display_text() -> None:
+    broken = HEADER.replace("name: r", "name: b") + "spec: {policies: {retries: {q: 1}}}\n"
+    text = HEADER + "spec: {}\n---\n" + broken
+    _, report = load_texts([("dir: document 9/a.yaml", text), ("c.yaml", "a: [")])
+    assert report.rejected == (
+        Location("dir: document 9/a.yaml", 2),
+        Location("c.yaml"),
+    )
+    assert [(p.location, p.field, p.what) for p in report.problems] == [
+        (Location("dir: document 9/a.yaml", 2), "spec.policies.retries.q",
+         "expected a mapping, got an integer"),
+        (Location("c.yaml"), "", "line 1: expected the node content, but found '<stream end>'"),
+    ]  # fmt: skip
+    assert report.lines() == (
+        "dir: document 9/a.yaml: document 2: spec.policies.retries.q:"
+        " expected a mapping, got an integer",
+        "c.yaml: line 1: expected the node content, but found '<stream end>'",
+    )
+
+
+def test_unreadable_file_is_rejected_by_location(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_bytes(b"\xff\xfe")
+    _, report = load_resiliency([tmp_path])
+    assert report.rejected == (Location(str(tmp_path / "bad.yaml")),)
+    assert report.lines() == (f"{tmp_path / 'bad.yaml'}: not valid UTF-8",)
