@@ -24,10 +24,10 @@ _UNIT_NANOSECONDS = {
     "h": 3_600_000_000_000,
 }
 # A number (digits before or after the point, or both) and whatever letters follow it.
-_PART = re.compile(r"(\d*)(?:\.(\d*))?([^\d.]*)")
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
+_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]*)")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)")
 _MAX_NANOSECONDS = 2**63 - 1  # Go's time.Duration is an int64 of nanoseconds
-_WHOLE_MILLISECONDS = re.compile(r"\d+")
+_WHOLE_MILLISECONDS = re.compile(r"[0-9]+")
 
 
 class DurationError(ValueError):

@@ -58,6 +58,7 @@ def test_go_accepts(text: str, seconds: float) -> None:
         ("1..5s", '"1..5s" is not a duration'),
         ("--5s", '"--5s" is not a duration'),
         ("2562048h", '"2562048h" is too long (at most about 292 years)'),
+        ("\u0665s", '"\u0665s" is not a duration'),  # Go reads ASCII digits only
     ],
 )
 def test_go_refuses(text: str, message: str) -> None:
@@ -86,6 +87,7 @@ def test_fields_accept_everywhere(value: object, seconds: float) -> None:
         (None, "expected a duration, got empty"),
         (["5s"], "expected a duration, got a list"),
         ("1.5", '"1.5" has no unit (write e.g. "1.5s")'),
+        ("\u0665\u0660\u0660", '"\u0665\u0660\u0660" is not a duration'),
     ],
 )
 def test_fields_refuse_everywhere(value: object, message: str) -> None:
