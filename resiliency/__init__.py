@@ -1,7 +1,8 @@
 """tether's resiliency engine: Dapr ``Resiliency`` YAML into typed policies, and one async runner.
 
-Pure: imports only the standard library and PyYAML. Time, sleeping and randomness
-are injected, so everything runs on a fake clock in tests.
+Pure: imports only the standard library, PyYAML and ``yamlcheck`` (durations, problem
+wording). Time, sleeping and randomness are injected, so everything runs on a fake
+clock in tests.
 
 Loading (``resiliency.loader``)::
 
@@ -10,6 +11,7 @@ Loading (``resiliency.loader``)::
         log.error(line)
     report.raise_for_problems()      # --strict-config: ConfigInvalid(problems)
     report.notes                     # documents skipped on purpose (other kind, scopes)
+    report.rejected                  # Locations (file, document) of what was left out
 
 ``load_resiliency(paths, app_id=None)`` reads every ``*.yaml``/``*.yml`` of each
 folder (or the files given); ``app_id=None`` ignores ``scopes`` (for ``tether
@@ -66,11 +68,12 @@ from resiliency.errors import (
     ResiliencyError,
     TooManyRequests,
 )
-from resiliency.loader import LoadReport, Problem, load_resiliency, load_texts
+from resiliency.loader import LoadReport, load_resiliency, load_texts
 from resiliency.lookup import AppPolicy, resolve_app_policy
 from resiliency.policies import ResiliencyConfig
 from resiliency.runner import SUCCESS, TRANSPORT_FAILURE, Outcome, Runner
 from resiliency.summary import summarize
+from yamlcheck import Location, Problem
 
 __all__ = [
     "SUCCESS",
@@ -86,6 +89,7 @@ __all__ = [
     "Counts",
     "DeadlineExceeded",
     "LoadReport",
+    "Location",
     "Outcome",
     "Problem",
     "ResiliencyConfig",

@@ -7,10 +7,6 @@ class ResiliencyError(Exception):
     """Base class for every error the resiliency package raises on purpose."""
 
 
-class DurationError(ResiliencyError, ValueError):
-    """A value is neither a Go duration nor a whole number of milliseconds."""
-
-
 class StatusRangeError(ResiliencyError, ValueError):
     """A matching list such as "500-599,429" has a malformed or out-of-range entry."""
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import yaml
 
-from resiliency.durations import show
 from resiliency.errors import ConfigInvalid
 from resiliency.policies import ResiliencyConfig, frozen_map
-from resiliency.validation import KIND, ParsedDocument, suggestion, type_name, validate_document
+from resiliency.validation import KIND, ParsedDocument, validate_document
+from yamlcheck import Location, Problem, Problems, read_text, show, suggestion, yaml_error
 
 _POLICY_KINDS = (
     ("timeouts", "timeouts", "timeout"),
@@ -28,23 +28,12 @@ _POLICY_KINDS = (
 
 
 @dataclass(frozen=True)
-class Problem:
-    """One line of a report: where (file, and document number in a multi-document file) and what."""
-
-    source: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.source}: {self.message}"
-
-
-@dataclass(frozen=True)
 class LoadReport:
     """What loading found: problems (documents rejected), notes (documents skipped on purpose)."""
 
     problems: tuple[Problem, ...] = ()
     notes: tuple[Problem, ...] = ()
-    rejected: tuple[str, ...] = ()  # sources of rejected documents or unreadable files
+    rejected: tuple[Location, ...] = ()  # rejected documents, unreadable or missing files
 
     @property
     def ok(self) -> bool:
@@ -63,7 +52,7 @@ class LoadReport:
 
 @dataclass(frozen=True)
 class _Entry:
-    source: str
+    location: Location
     document: ParsedDocument
 
 
@@ -78,7 +67,7 @@ def resiliency_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Prob
         elif path.is_file():
             files.append(path)
         else:
-            problems.append(Problem(str(path), "no such file or folder"))
+            problems.append(Problem(Location(str(path)), "", "no such file or folder"))
     return files, problems
 
 
@@ -89,15 +78,16 @@ def load_resiliency(
     files, problems = resiliency_files(paths)
     sources: list[tuple[str, str]] = []
     for file in files:
-        try:
-            sources.append((str(file), file.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(Problem(str(file), f"cannot read: {exc}"))
+        unreadable = Problems(str(file))
+        text = read_text(file, unreadable)
+        if text is not None:
+            sources.append((str(file), text))
+        problems.extend(unreadable)
     config, report = load_texts(sources, app_id)
     return config, LoadReport(
         problems=(*problems, *report.problems),
         notes=report.notes,
-        rejected=(*(p.source for p in problems), *report.rejected),
+        rejected=(*(p.location for p in problems), *report.rejected),
     )
 
 
@@ -107,73 +97,61 @@ def load_texts(
     """Like ``load_resiliency`` for (file name, YAML text) pairs already in memory."""
     problems: list[Problem] = []
     notes: list[Problem] = []
-    rejected: list[str] = []
+    rejected: list[Location] = []
     entries: list[_Entry] = []
-    broken: list[tuple[str, dict[Any, Any]]] = []  # rejected by schema; references checked later
+    broken: list[tuple[Location, dict[Any, Any]]] = []  # rejected; references checked later
     declared: dict[str, set[str]] = {field: set() for _, _, field in _POLICY_KINDS}
     for file, text in sources:
         try:
             documents = list(yaml.safe_load_all(text))
         except yaml.YAMLError as exc:
-            problems.append(Problem(file, _yaml_message(exc)))
-            rejected.append(file)
+            problems.append(Problem(Location(file), "", yaml_error(exc)))
+            rejected.append(Location(file))
             continue
         for index, document in enumerate(documents, start=1):
-            source = f"{file}: document {index}" if len(documents) > 1 else file
+            found = Problems(file, index if len(documents) > 1 else None)
             _declare_raw_names(document, declared)
-            entry = _read_document(source, document, app_id, problems, notes)
+            entry = _read_document(found, document, app_id, notes)
+            problems.extend(found)
             if entry is False:
-                rejected.append(source)
+                rejected.append(found.location)
                 if isinstance(document, dict) and document.get("kind") == KIND:
-                    broken.append((source, document))
+                    broken.append((found.location, document))
             elif entry is not None and entry is not True:
                 entries.append(entry)
     # A document with schema errors still gets its dangling references reported,
     # so one run of `tether resiliency check` shows every problem.
-    for source, document in broken:
-        problems.extend(_raw_unknown_references(source, document, declared))
+    for location, document in broken:
+        problems.extend(_raw_unknown_references(location, document, declared))
     accepted = _merge_checks(entries, problems)
-    rejected.extend(entry.source for entry in entries if entry not in accepted)
+    rejected.extend(entry.location for entry in entries if entry not in accepted)
     config = _merge(accepted)
     return config, LoadReport(tuple(problems), tuple(notes), tuple(rejected))
 
 
-def _yaml_message(exc: yaml.YAMLError) -> str:
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        problem = exc.problem or exc.context or "invalid YAML"
-        return f"line {exc.problem_mark.line + 1}: {problem}"
-    return f"invalid YAML: {exc}"
-
-
 def _read_document(
-    source: str,
-    document: object,
-    app_id: str | None,
-    problems: list[Problem],
-    notes: list[Problem],
+    found: Problems, document: object, app_id: str | None, notes: list[Problem]
 ) -> _Entry | bool | None:
     """An entry, False when rejected, True/None when skipped (other kind, scope, empty)."""
     if document is None:
         return None
-    if not isinstance(document, dict):
-        problems.append(Problem(source, f"a document must be a mapping, not {type_name(document)}"))
+    fields = found.document(document)
+    if fields is None:
         return False
-    kind = document.get("kind")
+    kind = fields.get("kind")
     if kind != KIND:
         what = f"kind {show(kind)}" if kind is not None else "no kind"
-        notes.append(Problem(source, f"skipped: {what} is not {KIND}"))
+        notes.append(Problem(found.location, "", f"skipped: {what} is not {KIND}"))
         return True
-    parsed, messages = validate_document(document)
+    parsed = validate_document(fields, found)
     if parsed is None:
-        problems.extend(Problem(source, message) for message in messages)
         return False
     if app_id is not None and parsed.scopes and app_id not in parsed.scopes:
         scopes = ", ".join(parsed.scopes)
-        notes.append(
-            Problem(source, f"skipped: {parsed.name} is scoped to [{scopes}], not {show(app_id)}")
-        )
+        what = f"skipped: {parsed.name} is scoped to [{scopes}], not {show(app_id)}"
+        notes.append(Problem(found.location, "", what))
         return True
-    return _Entry(source, parsed)
+    return _Entry(found.location, parsed)
 
 
 def _raw_section(document: object, *keys: str) -> dict[Any, Any]:
@@ -192,7 +170,7 @@ def _declare_raw_names(document: object, declared: dict[str, set[str]]) -> None:
 
 
 def _raw_unknown_references(
-    source: str, document: dict[Any, Any], declared: dict[str, set[str]]
+    location: Location, document: dict[Any, Any], declared: dict[str, set[str]]
 ) -> list[Problem]:
     label = {"timeout": "timeout", "retry": "retry", "circuitBreaker": "circuit breaker"}
     problems = []
@@ -204,9 +182,10 @@ def _raw_unknown_references(
             if isinstance(name, str) and name not in names:
                 problems.append(
                     Problem(
-                        source,
-                        f"spec.targets.apps.{app_id}.{field}: unknown {label[field]} policy"
-                        f" {show(name)}" + suggestion(name, sorted(names)),
+                        location,
+                        f"spec.targets.apps.{app_id}.{field}",
+                        f"unknown {label[field]} policy {show(name)}"
+                        + suggestion(name, sorted(names)),
                     )
                 )
     return problems
@@ -220,11 +199,11 @@ def _names(entry: _Entry, attribute: str) -> Mapping[str, Any]:
 def _merge_checks(entries: list[_Entry], problems: list[Problem]) -> list[_Entry]:
     """Reject documents that redefine a name or refer to a policy nobody defines."""
     accepted: list[_Entry] = []
-    owners: dict[tuple[str, str], str] = {}
+    owners: dict[tuple[str, str], Location] = {}
     kinds = [*((kind, attribute) for kind, attribute, _ in _POLICY_KINDS), ("apps", "apps")]
     for entry in entries:
         clashes = [
-            Problem(entry.source, f"{_path(kind, name)}: already defined in {owners[(kind, name)]}")
+            Problem(entry.location, _path(kind, name), f"already defined in {owners[(kind, name)]}")
             for kind, attribute in kinds
             for name in _names(entry, attribute)
             if (kind, name) in owners
@@ -234,7 +213,7 @@ def _merge_checks(entries: list[_Entry], problems: list[Problem]) -> list[_Entry
             continue
         for kind, attribute in kinds:
             for name in _names(entry, attribute):
-                owners[(kind, name)] = entry.source
+                owners[(kind, name)] = entry.location
         accepted.append(entry)
     # Rejecting a document removes its policies, which may strand another's references.
     changed = True
@@ -270,9 +249,10 @@ def _unknown_references(entry: _Entry, accepted: list[_Entry]) -> list[Problem]:
             if name is not None and name not in known[field]:
                 problems.append(
                     Problem(
-                        entry.source,
-                        f"spec.targets.apps.{app_id}.{field}: unknown {label[field]} policy"
-                        f" {show(name)}" + suggestion(name, known[field]),
+                        entry.location,
+                        f"spec.targets.apps.{app_id}.{field}",
+                        f"unknown {label[field]} policy {show(name)}"
+                        + suggestion(name, known[field]),
                     )
                 )
     return problems

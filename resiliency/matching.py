@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from resiliency.durations import show
 from resiliency.errors import StatusRangeError
+from yamlcheck import show
 
 HTTP_CODES = (100, 599)
 GRPC_CODES = (0, 16)

@@ -31,8 +31,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from resiliency.durations import show
 from resiliency.errors import TripExpressionError
+from yamlcheck import show
 
 VARIABLES = (
     "requests",

@@ -1,19 +1,18 @@
 """Check one raw Resiliency document (the dict PyYAML gives) and build typed policies from it.
 
-Every problem is collected as "field.path: message" so the loader can report all
-of them at once; nothing here raises on bad input. Cross-document checks
-(duplicate names, references from targets to policies) are the loader's.
+Every problem goes into the loader's ``Problems`` collector (field path and what
+is wrong) so all of them are reported at once; nothing here raises on bad input.
+Cross-document checks (duplicate names, references from targets to policies) are
+the loader's.
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from resiliency.durations import parse_duration, show
-from resiliency.errors import DurationError, StatusRangeError, TripExpressionError
+from resiliency.errors import StatusRangeError, TripExpressionError
 from resiliency.matching import (
     GRPC_CODES,
     HTTP_CODES,
@@ -36,6 +35,7 @@ from resiliency.policies import (
     TimeoutPolicy,
 )
 from resiliency.trip import compile_trip
+from yamlcheck import Problems, show, type_name
 
 API_VERSION = "dapr.io/v1alpha1"
 KIND = "Resiliency"
@@ -81,110 +81,11 @@ class ParsedDocument:
     apps: Mapping[str, AppTarget]
 
 
-def type_name(value: object) -> str:
-    """How a message names a YAML value's type."""
-    if value is None:
-        return "empty"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
-
-
-def suggestion(word: str, choices: tuple[str, ...] | list[str]) -> str:
-    """' (did you mean "x"?)' for the closest choice, or "" when none is close."""
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {show(close[0])}?)" if close else ""
-
-
-def _join(path: str, key: object) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
-class _Checker:
-    """Collects problems while walking one document."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def add(self, path: str, message: str) -> None:
-        self.problems.append(f"{path}: {message}")
-
-    def mapping(
-        self, path: str, value: object, allowed: tuple[str, ...] | None
-    ) -> dict[str, Any] | None:
-        """``value`` as a dict with string keys, reporting unknown keys; None if not a mapping."""
-        if not isinstance(value, dict):
-            self.add(path, f"must be a mapping, not {type_name(value)}")
-            return None
-        result: dict[str, Any] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                self.add(_join(path, key), "field names must be strings")
-            elif allowed is not None and key not in allowed:
-                self.add(_join(path, key), "unknown field" + suggestion(key, allowed))
-            else:
-                result[key] = item
-        return result
-
-    def duration(self, path: str, value: object) -> float | None:
-        try:
-            return parse_duration(value)
-        except DurationError as exc:
-            self.add(path, str(exc))
-            return None
-
-    def integer(self, path: str, value: object, minimum: int, meaning: str = "") -> int | None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.add(path, f"must be an integer, not {type_name(value)}")
-            return None
-        if value < minimum:
-            self.add(path, f"must be {minimum}{meaning} or more, not {value}")
-            return None
-        return value
-
-    def number(self, path: str, value: object, low: float, high: float | None) -> float | None:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.add(path, f"must be a number, not {type_name(value)}")
-            return None
-        if value < low or (high is not None and value > high):
-            bounds = f"between {low:g} and {high:g}" if high is not None else f"{low:g} or more"
-            self.add(path, f"must be {bounds}, not {value}")
-            return None
-        return float(value)
-
-    def boolean(self, path: str, value: object) -> bool | None:
-        if not isinstance(value, bool):
-            self.add(path, f"must be true or false, not {type_name(value)}")
-            return None
-        return value
-
-    def string(self, path: str, value: object) -> str | None:
-        if not isinstance(value, str) or not value:
-            what = "empty" if value == "" else type_name(value)
-            self.add(path, f"must be a non-empty string, not {what}")
-            return None
-        return value
-
-
-def validate_document(document: Mapping[str, Any]) -> tuple[ParsedDocument | None, list[str]]:
-    """Check a ``kind: Resiliency`` document; return it typed, or None and every problem."""
-    check = _Checker()
+def validate_document(document: Mapping[str, Any], check: Problems) -> ParsedDocument | None:
+    """Check a ``kind: Resiliency`` document; return it typed, or None after adding problems."""
+    before = len(check)
     top = check.mapping("", dict(document), _TOP_FIELDS) or {}
-    api_version = top.get("apiVersion")
-    if api_version is None:
-        check.add("apiVersion", "required")
-    elif api_version != API_VERSION:
-        check.add("apiVersion", f"must be {show(API_VERSION)}, not {show(api_version)}")
+    check.literal(top, "apiVersion", API_VERSION)
     name = _metadata(check, top.get("metadata"))
     scopes = _scopes(check, top.get("scopes"))
     timeouts: dict[str, TimeoutPolicy] = {}
@@ -192,57 +93,62 @@ def validate_document(document: Mapping[str, Any]) -> tuple[ParsedDocument | Non
     breakers: dict[str, BreakerPolicy] = {}
     apps: dict[str, AppTarget] = {}
     if "spec" not in top:
-        check.add("spec", "required")
+        check.add("spec", "missing")
     else:
         spec = check.mapping("spec", top["spec"], _SPEC_FIELDS) or {}
         if spec.get("policies") is not None:
             _policies(check, spec["policies"], timeouts, retries, breakers)
         if spec.get("targets") is not None:
             _targets(check, spec["targets"], apps)
-    if check.problems or name is None:
-        return None, check.problems
-    return ParsedDocument(name, scopes, timeouts, retries, breakers, apps), []
+    if len(check) != before or name is None:
+        return None
+    return ParsedDocument(name, scopes, timeouts, retries, breakers, apps)
 
 
-def _metadata(check: _Checker, value: object) -> str | None:
+def _duration(check: Problems, path: str, value: object) -> float | None:
+    # Dapr decodes Resiliency durations as Go durations, then as whole milliseconds.
+    return check.duration(path, value, bare_milliseconds=True)
+
+
+def _metadata(check: Problems, value: object) -> str | None:
     if value is None:
-        check.add("metadata.name", "required")
+        check.add("metadata.name", "missing")
         return None
     metadata = check.mapping("metadata", value, _METADATA_FIELDS)
     if metadata is None:
         return None
     if "name" not in metadata:
-        check.add("metadata.name", "required")
+        check.add("metadata.name", "missing")
         return None
     for key in ("labels", "annotations"):
         if key in metadata:
             check.mapping(f"metadata.{key}", metadata[key], None)
     if "namespace" in metadata:
-        check.string("metadata.namespace", metadata["namespace"])
-    return check.string("metadata.name", metadata["name"])
+        check.name("metadata.namespace", metadata["namespace"])
+    return check.name("metadata.name", metadata["name"])
 
 
-def _scopes(check: _Checker, value: object) -> tuple[str, ...]:
+def _scopes(check: Problems, value: object) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        check.add("scopes", f"must be a list of app IDs, not {type_name(value)}")
+        check.add("scopes", f"expected a list of app IDs, got {type_name(value)}")
         return ()
     scopes = []
     for index, item in enumerate(value):
-        scope = check.string(f"scopes[{index}]", item)
+        scope = check.name(f"scopes[{index}]", item)
         if scope is not None:
             scopes.append(scope)
     return tuple(scopes)
 
 
-def _named(check: _Checker, path: str, value: object) -> dict[str, Any]:
+def _named(check: Problems, path: str, value: object) -> dict[str, Any]:
     """A mapping from policy names (any string) to their definitions."""
     return check.mapping(path, value, None) or {}
 
 
 def _policies(
-    check: _Checker,
+    check: Problems,
     value: object,
     timeouts: dict[str, TimeoutPolicy],
     retries: dict[str, RetryPolicy],
@@ -267,10 +173,10 @@ def _policies(
                 breakers[name] = breaker
 
 
-def _timeout(check: _Checker, path: str, name: str, value: object) -> TimeoutPolicy | None:
+def _timeout(check: Problems, path: str, name: str, value: object) -> TimeoutPolicy | None:
     if not isinstance(value, dict):
         # Dapr's form: a plain duration, applied to each attempt.
-        seconds = check.duration(path, value)
+        seconds = _duration(check, path, value)
         return None if seconds is None else TimeoutPolicy(name, seconds or None)
     fields = check.mapping(path, value, _TIMEOUT_FIELDS)
     if fields is None:
@@ -278,23 +184,23 @@ def _timeout(check: _Checker, path: str, name: str, value: object) -> TimeoutPol
     if not fields:
         check.add(path, 'needs "perAttempt", "overall" or both')
         return None
-    before = len(check.problems)
+    before = len(check)
     per_attempt = overall = None
     if "perAttempt" in fields:
-        per_attempt = check.duration(f"{path}.perAttempt", fields["perAttempt"])
+        per_attempt = _duration(check, f"{path}.perAttempt", fields["perAttempt"])
     if "overall" in fields:
-        overall = check.duration(f"{path}.overall", fields["overall"])
-    if len(check.problems) != before:
+        overall = _duration(check, f"{path}.overall", fields["overall"])
+    if len(check) != before:
         return None
     # A zero duration means "no limit", as Dapr treats a zero timeout.
     return TimeoutPolicy(name, per_attempt or None, overall or None)
 
 
-def _retry(check: _Checker, path: str, name: str, value: object) -> RetryPolicy | None:
+def _retry(check: Problems, path: str, name: str, value: object) -> RetryPolicy | None:
     fields = check.mapping(path, value, _RETRY_FIELDS)
     if fields is None:
         return None
-    before = len(check.problems)
+    before = len(check)
     kind = BackoffKind.CONSTANT
     if "policy" in fields:
         raw = fields["policy"]
@@ -317,7 +223,7 @@ def _retry(check: _Checker, path: str, name: str, value: object) -> RetryPolicy 
         check, path, fields, "maxRetryAfter", DEFAULT_MAX_RETRY_AFTER
     )
     budget = _budget(check, f"{path}.budget", fields["budget"]) if "budget" in fields else None
-    if len(check.problems) != before:
+    if len(check) != before:
         return None
     assert duration is not None and max_interval is not None and max_retries is not None
     assert matching is not None and max_retry_after is not None
@@ -337,14 +243,14 @@ def _retry(check: _Checker, path: str, name: str, value: object) -> RetryPolicy 
 
 
 def _optional_duration(
-    check: _Checker, path: str, fields: dict[str, Any], key: str, default: float
+    check: Problems, path: str, fields: dict[str, Any], key: str, default: float
 ) -> float | None:
     if key not in fields:
         return default
-    return check.duration(f"{path}.{key}", fields[key])
+    return _duration(check, f"{path}.{key}", fields[key])
 
 
-def _matching(check: _Checker, path: str, value: object) -> StatusMatching | None:
+def _matching(check: Problems, path: str, value: object) -> StatusMatching | None:
     if value is None:
         return StatusMatching()
     fields = check.mapping(path, value, _MATCHING_FIELDS)
@@ -366,7 +272,7 @@ def _matching(check: _Checker, path: str, value: object) -> StatusMatching | Non
     return StatusMatching(http=ranges["httpStatusCodes"], grpc=ranges["gRPCStatusCodes"])
 
 
-def _budget(check: _Checker, path: str, value: object) -> RetryBudgetPolicy | None:
+def _budget(check: Problems, path: str, value: object) -> RetryBudgetPolicy | None:
     fields = check.mapping(path, {} if value is None else value, _BUDGET_FIELDS)
     if fields is None:
         return None
@@ -380,7 +286,7 @@ def _budget(check: _Checker, path: str, value: object) -> RetryBudgetPolicy | No
         value = fields["minRetriesPerSecond"]
         floor = check.number(f"{path}.minRetriesPerSecond", value, 0.0, None) or 0.0
     if "window" in fields:
-        window = check.duration(f"{path}.window", fields["window"])
+        window = _duration(check, f"{path}.window", fields["window"])
         if window == 0.0:
             check.add(f"{path}.window", "must be longer than 0")
     if window is None or window == 0.0:
@@ -388,11 +294,11 @@ def _budget(check: _Checker, path: str, value: object) -> RetryBudgetPolicy | No
     return RetryBudgetPolicy(ratio=ratio, min_retries_per_second=floor, window=window)
 
 
-def _breaker(check: _Checker, path: str, name: str, value: object) -> BreakerPolicy | None:
+def _breaker(check: Problems, path: str, name: str, value: object) -> BreakerPolicy | None:
     fields = check.mapping(path, value, _BREAKER_FIELDS)
     if fields is None:
         return None
-    before = len(check.problems)
+    before = len(check)
     max_requests: int | None = 0
     if "maxRequests" in fields:
         max_requests = check.integer(f"{path}.maxRequests", fields["maxRequests"], 0)
@@ -400,15 +306,15 @@ def _breaker(check: _Checker, path: str, name: str, value: object) -> BreakerPol
     timeout = _optional_duration(check, path, fields, "timeout", DEFAULT_BREAKER_TIMEOUT)
     trip = None
     if "trip" not in fields:
-        check.add(f"{path}.trip", "required")
+        check.add(f"{path}.trip", "missing")
     elif isinstance(fields["trip"], str):
         try:
             trip = compile_trip(fields["trip"])
         except TripExpressionError as exc:
             check.add(f"{path}.trip", str(exc))
     else:
-        check.add(f"{path}.trip", f"must be a string expression, not {type_name(fields['trip'])}")
-    if len(check.problems) != before:
+        check.add(f"{path}.trip", f"expected a string expression, got {type_name(fields['trip'])}")
+    if len(check) != before:
         return None
     assert max_requests is not None and interval is not None and timeout is not None
     assert trip is not None
@@ -422,7 +328,7 @@ def _breaker(check: _Checker, path: str, name: str, value: object) -> BreakerPol
     )
 
 
-def _targets(check: _Checker, value: object, apps: dict[str, AppTarget]) -> None:
+def _targets(check: Problems, value: object, apps: dict[str, AppTarget]) -> None:
     targets = check.mapping("spec.targets", value, _TARGET_KINDS) or {}
     for kind, message in _UNSUPPORTED_TARGETS.items():
         if kind in targets:
@@ -435,13 +341,13 @@ def _targets(check: _Checker, value: object, apps: dict[str, AppTarget]) -> None
             apps[app_id] = target
 
 
-def _app_target(check: _Checker, path: str, value: object) -> AppTarget | None:
+def _app_target(check: Problems, path: str, value: object) -> AppTarget | None:
     fields = check.mapping(path, value, _APP_FIELDS)
     if fields is None:
         return None
-    before = len(check.problems)
+    before = len(check)
     names = {
-        key: check.string(f"{path}.{key}", fields[key])
+        key: check.name(f"{path}.{key}", fields[key])
         for key in ("timeout", "retry", "circuitBreaker")
         if fields.get(key) is not None
     }
@@ -449,7 +355,7 @@ def _app_target(check: _Checker, path: str, value: object) -> AppTarget | None:
     if "circuitBreakerCacheSize" in fields:
         raw_size = fields["circuitBreakerCacheSize"]
         size = check.integer(f"{path}.circuitBreakerCacheSize", raw_size, 0)
-    if len(check.problems) != before:
+    if len(check) != before:
         return None
     return AppTarget(
         timeout=names.get("timeout"),

@@ -6,17 +6,15 @@ spec key that is not implemented yet is reported as an error.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from proxy.config.yaml_problems import Problems, unknown_field
 from proxy.core.errors import TetherError
 from proxy.observability.tracing_settings import TracingSettings, parse_tracing
-from resiliency.validation import type_name
+from yamlcheck import Problems, read_text, show, type_name, yaml_error
 
 API_VERSION = "dapr.io/v1alpha1"
 KIND = "Configuration"
@@ -51,10 +49,6 @@ class ConfigError(TetherError):
         self.problems = list(problems)
 
 
-class DurationError(ValueError):
-    """A text is not a Go duration."""
-
-
 @dataclass(frozen=True)
 class NameResolutionSettings:
     component: str = "sqlite"
@@ -81,69 +75,15 @@ class ConfigurationSettings:
     tracing: TracingSettings = field(default_factory=TracingSettings)
 
 
-_UNIT_SECONDS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,  # U+00B5 MICRO SIGN
-    "μs": 1e-6,  # U+03BC GREEK SMALL LETTER MU; Go accepts both
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
-# Longer units first so "ms" is not read as "m" followed by garbage.
-_UNIT = "(?:" + "|".join(sorted(_UNIT_SECONDS, key=len, reverse=True)) + ")"
-_DURATION = re.compile(rf"[+-]?(?:{_NUMBER}{_UNIT})+")
-_PART = re.compile(rf"({_NUMBER})({_UNIT})")
-
-
-def parse_go_duration(text: str) -> float:
-    """Seconds in a Go duration such as "5s", "1m30s" or "250ms".
-
-    Unlike Go, a bare number (even "0") is refused: in YAML it is far more often
-    a forgotten unit than a deliberate zero.
-    """
-    stripped = text.strip()
-    if re.fullmatch(rf"[+-]?{_NUMBER}", stripped):
-        raise DurationError(f'"{text}" has no unit (write e.g. "{stripped}s")')
-    if not _DURATION.fullmatch(stripped):
-        raise DurationError(f'"{text}" is not a duration (e.g. "5s", "1m30s", "250ms")')
-    total = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _PART.findall(stripped))
-    return -total if stripped.startswith("-") else total
-
-
 def _read_yaml(path: Path, problems: Problems) -> object:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        problems.add_raw("not valid UTF-8")
-        return None
-    except OSError as exc:
-        problems.add_raw(f"cannot read: {exc.strerror or exc}")
+    text = read_text(path, problems)
+    if text is None:
         return None
     try:
         return yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        what = exc.problem or exc.context or "invalid YAML"
-        if mark is None:
-            problems.add_raw(what)
-        else:
-            problems.add_raw(f"line {mark.line + 1}: {what}")
     except yaml.YAMLError as exc:
-        problems.add_raw(f"invalid YAML: {exc}")
+        problems.add_file(yaml_error(exc))
     return None
-
-
-def _check_literal(problems: Problems, doc: dict[str, object], key: str, expected: str) -> None:
-    if key not in doc:
-        problems.add(key, f'missing (expected "{expected}")')
-        return
-    value = doc[key]
-    if value != expected:
-        shown = f'"{value}"' if isinstance(value, str) else type_name(value)
-        problems.add(key, f'expected "{expected}", got {shown}')
 
 
 def _name(problems: Problems, doc: dict[str, object]) -> str:
@@ -158,10 +98,7 @@ def _name(problems: Problems, doc: dict[str, object]) -> str:
     if "name" not in metadata:
         problems.add("metadata.name", "missing")
         return ""
-    name = problems.string("metadata.name", metadata["name"])
-    if name is not None and not name:
-        problems.add("metadata.name", "must not be empty")
-    return name or ""
+    return problems.name("metadata.name", metadata["name"]) or ""
 
 
 def _registry_path(problems: Problems, field: str, value: object) -> Path | None:
@@ -184,23 +121,15 @@ def _registry_path(problems: Problems, field: str, value: object) -> Path | None
 
 
 def _update_interval(problems: Problems, field: str, value: object) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        problems.add(field, f'{value} has no unit (write e.g. "{value}s")')
-        return None
-    text = problems.string(field, value)
-    if text is None:
-        return None
-    try:
-        seconds = parse_go_duration(text)
-    except DurationError as exc:
-        problems.add(field, str(exc))
+    seconds = problems.duration(field, value)
+    if seconds is None:
         return None
     # Dapr's sqlite resolver stores whole-second timestamps.
     if seconds < 1:
-        problems.add(field, f'"{text}" is too short (at least "1s")')
+        problems.add(field, f'{show(value)} is too short (at least "1s")')
         return None
     if seconds != int(seconds):
-        problems.add(field, f'"{text}" is not a whole number of seconds')
+        problems.add(field, f"{show(value)} is not a whole number of seconds")
         return None
     return seconds
 
@@ -222,7 +151,7 @@ def _sqlite_settings(
         key = canonical.get(raw_key.lower())
         sub = f"{field}.{raw_key}"
         if key is None:
-            problems.add_raw(unknown_field(sub, raw_key, _SQLITE_KEYS + _UNIMPLEMENTED_SQLITE_KEYS))
+            problems.unknown(field, raw_key, _SQLITE_KEYS + _UNIMPLEMENTED_SQLITE_KEYS)
             ok = False
         elif key in _UNIMPLEMENTED_SQLITE_KEYS:
             problems.add(sub, "not supported yet by tether")
@@ -238,7 +167,7 @@ def _sqlite_settings(
             # tableName / metadataTableName: only Dapr's default names exist here.
             expected = "hosts" if key == "tableName" else "metadata"
             if item != expected:
-                shown = f'"{item}"' if isinstance(item, str) else type_name(item)
+                shown = show(item) if isinstance(item, str) else type_name(item)
                 problems.add(sub, f'{shown} is not supported yet (only "{expected}")')
                 ok = False
     return (registry_path, update_interval) if ok else None
@@ -254,10 +183,10 @@ def _name_resolution(problems: Problems, value: object) -> NameResolutionSetting
         return default
     for key in section:
         if key not in _NAME_RESOLUTION_KEYS:
-            problems.add_raw(unknown_field(f"{field}.{key}", key, _NAME_RESOLUTION_KEYS))
+            problems.unknown(field, key, _NAME_RESOLUTION_KEYS)
     if "version" in section and section["version"] not in ("v1", "", None):
         version = section["version"]
-        shown = f'"{version}"' if isinstance(version, str) else type_name(version)
+        shown = show(version) if isinstance(version, str) else type_name(version)
         problems.add(f"{field}.version", f"{shown} is not supported (supported: v1)")
     supported = ", ".join(SUPPORTED_RESOLVERS)
     if "component" not in section:
@@ -268,7 +197,7 @@ def _name_resolution(problems: Problems, value: object) -> NameResolutionSetting
         return default
     if component not in SUPPORTED_RESOLVERS:
         problems.add(
-            f"{field}.component", f'"{component}" is not supported yet (supported: {supported})'
+            f"{field}.component", f"{show(component)} is not supported yet (supported: {supported})"
         )
         return default
     parsed = _sqlite_settings(problems, f"{field}.configuration", section.get("configuration"))
@@ -311,7 +240,7 @@ def _metric(problems: Problems, key: str, value: object) -> MetricConfig:
         elif name == "http":
             http = problems.mapping(sub, item) or {}
         else:
-            problems.add_raw(unknown_field(sub, name, _METRIC_KEYS))
+            problems.unknown(field, name, _METRIC_KEYS)
     increased, exclude_verbs, templates = True, False, ()
     for name, item in http.items():
         sub = f"{field}.http.{name}"
@@ -327,54 +256,49 @@ def _metric(problems: Problems, key: str, value: object) -> MetricConfig:
             else:
                 templates = tuple(item)
         else:
-            problems.add_raw(unknown_field(sub, name, _METRIC_HTTP_KEYS))
+            problems.unknown(f"{field}.http", name, _METRIC_HTTP_KEYS)
     return MetricConfig(enabled, increased, templates, exclude_verbs, buckets)
 
 
-def tracing_from_env(env: Mapping[str, str], problems: Problems) -> TracingSettings:
-    """Tracing when the Configuration file says nothing of it: the OTEL_* variables."""
-    tracing, found = parse_tracing({}, env, problems.source)
-    problems.items.extend(found)
-    return tracing
+@dataclass
+class _Draft:
+    """What the file says, tracing still raw (``tracing_at``: where its problems belong)."""
+
+    name: str = ""
+    name_resolution: NameResolutionSettings = NameResolutionSettings()
+    metric: MetricConfig = MetricConfig()
+    tracing: object = None
+    tracing_at: int | None = None
 
 
-def _settings(
-    problems: Problems, document: object, env: Mapping[str, str]
-) -> ConfigurationSettings | None:
+def _settings(problems: Problems, document: object) -> _Draft:
+    draft = _Draft()
     if document is None:
-        problems.add_raw("the file is empty")
-        return None
-    if not isinstance(document, dict):
-        problems.add_raw(f"expected a mapping at the top level, got {type_name(document)}")
-        return None
-    doc = {str(key): value for key, value in document.items()}
-    for key in doc:
-        if key not in _TOP_LEVEL_KEYS:
-            problems.add_raw(unknown_field(key, key, _TOP_LEVEL_KEYS))
-    _check_literal(problems, doc, "apiVersion", API_VERSION)
-    _check_literal(problems, doc, "kind", KIND)
-    name = _name(problems, doc)
-    name_resolution = NameResolutionSettings()
-    metric = MetricConfig()
-    tracing = tracing_from_env(env, problems)
-    spec = {} if doc.get("spec") is None else problems.mapping("spec", doc["spec"])
+        problems.add_file("the file is empty")
+        return draft
+    doc = problems.document(document)
+    if doc is None:
+        return draft
+    top = problems.mapping("", doc, _TOP_LEVEL_KEYS) or {}
+    problems.literal(top, "apiVersion", API_VERSION)
+    problems.literal(top, "kind", KIND)
+    draft.name = _name(problems, top)
+    spec = {} if top.get("spec") is None else problems.mapping("spec", top["spec"])
     if spec is not None:
         if "metric" in spec and "metrics" in spec:
             problems.add("spec.metrics", 'give either "metric" or its alias "metrics", not both')
         for key, value in spec.items():
             if key == "nameResolution":
-                name_resolution = _name_resolution(problems, value)
+                draft.name_resolution = _name_resolution(problems, value)
             elif key in ("metric", "metrics"):
-                metric = _metric(problems, key, value)
+                draft.metric = _metric(problems, key, value)
             elif key == "tracing":
-                tracing, found = parse_tracing(value, env, problems.source)
-                problems.items.extend(found)
+                draft.tracing, draft.tracing_at = value, len(problems)
             elif key in _UNIMPLEMENTED_SPEC_KEYS:
                 problems.add(f"spec.{key}", "not supported yet by tether")
             else:
-                known = _IMPLEMENTED_SPEC_KEYS + _UNIMPLEMENTED_SPEC_KEYS
-                problems.add_raw(unknown_field(f"spec.{key}", key, known))
-    return ConfigurationSettings(name, name_resolution, metric, tracing)
+                problems.unknown("spec", key, _IMPLEMENTED_SPEC_KEYS + _UNIMPLEMENTED_SPEC_KEYS)
+    return draft
 
 
 def load_configuration(path: Path, env: Mapping[str, str] | None = None) -> ConfigurationSettings:
@@ -384,7 +308,13 @@ def load_configuration(path: Path, env: Mapping[str, str] | None = None) -> Conf
     """
     problems = Problems(str(path))
     document = _read_yaml(path, problems)
-    settings = None if problems.items else _settings(problems, document, env or {})
-    if problems.items or settings is None:
+    if problems:
         raise ConfigError(problems.items)
-    return settings
+    draft = _settings(problems, document)
+    # The tracing section (and the OTEL_* variables) is read once, even when absent.
+    tracing, tracing_problems = parse_tracing(draft.tracing, env or {}, problems.source)
+    if problems or tracing_problems:
+        lines = problems.items
+        at = len(lines) if draft.tracing_at is None else draft.tracing_at
+        raise ConfigError([*lines[:at], *tracing_problems, *lines[at:]])
+    return ConfigurationSettings(draft.name, draft.name_resolution, draft.metric, tracing)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from resiliency import LoadReport, ResiliencyConfig, ResiliencyEngine, load_texts
 from resiliency.loader import resiliency_files
+from yamlcheck import Problems, read_text
 
 log = logging.getLogger("tether.resiliency")
 
@@ -44,12 +45,15 @@ class ResiliencyFiles:
         files, _ = resiliency_files(self._paths)
         texts: dict[str, str] = {}
         for file in files:
-            try:
-                texts[str(file)] = file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                log.error("%s: cannot read: %s", file, exc)
+            unreadable = Problems(str(file))
+            text = read_text(file, unreadable)
+            if text is None:
+                log.error("%s", "\n".join(unreadable.items))
+            else:
+                texts[str(file)] = text
         config, report = load_texts(texts.items(), self._app_id)
-        broken = {source.split(": document ")[0] for source in report.rejected}
+        # A file is kept or replaced whole, whichever of its documents was rejected.
+        broken = {location.file for location in report.rejected}
         kept = {name for name in broken if name in self._good and self._good[name] != texts[name]}
         for line in report.lines():
             log.error("%s", line)

@@ -21,10 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from proxy.config.yaml_problems import Problems
-from resiliency.durations import parse_go_duration
-from resiliency.errors import DurationError
-from resiliency.validation import type_name
+from yamlcheck import Problems, type_name
 
 # Dapr's rate when ``samplingRate`` is empty or not a number.
 DEFAULT_SAMPLING_RATE = 0.0001
@@ -212,17 +209,10 @@ def _yaml_otel(problems: Problems, value: object) -> _OtlpDraft | None:
         elif key == "headers":
             draft.headers = tuple(_yaml_headers(problems, sub, item))
         elif key == "timeout":
-            text = problems.string(sub, item)
-            if text is None:
-                continue
-            try:
-                seconds = parse_go_duration(text.strip())
-            except DurationError as exc:
-                problems.add(sub, str(exc))
-                continue
-            if seconds <= 0:
+            seconds = problems.duration(sub, item)
+            if seconds == 0:
                 problems.add(sub, "must be more than 0")
-            else:
+            elif seconds is not None:
                 draft.timeout = seconds
         else:
             problems.unknown(field, key, _OTEL_KEYS)

@@ -95,3 +95,18 @@ def test_missing_file_is_one_usage_error(cluster: Cluster) -> None:
     assert result.returncode == 2
     assert result.stderr.splitlines() == [f"tether: error: {missing}: no such file or folder"]
     assert result.stdout == ""
+
+
+def test_problems_in_a_multi_document_file_name_the_document(cluster: Cluster) -> None:
+    other = GOOD.replace("myresiliency", "second").replace("general: 5s", "general: -5s")
+    path = write(cluster, "both.yaml", "kind: Component\nmetadata: {name: c}\n---\n" + other)
+    result = cluster.tether("resiliency", "check", str(path))
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f'note: {path}: document 1: skipped: kind "Component" is not Resiliency'
+    ]
+    assert result.stderr.splitlines() == [
+        f"{path}: document 2: spec.policies.timeouts.general:"
+        ' "-5s" is negative; durations must be 0 or more',
+        "1 problem found",
+    ]

@@ -64,3 +64,26 @@ def test_removed_file_drops_its_policies(tmp_path: Path) -> None:
     assert max_retries(files, "orders") == 1
     (tmp_path / "a.yaml").unlink()
     assert max_retries(files, "orders") is None
+
+
+def test_a_folder_whose_name_looks_like_a_document_label_still_keeps_last_good(
+    tmp_path: Path,
+) -> None:
+    # A file's location is data, not text to split: ": document " may be in a path.
+    folder = tmp_path / "team: document 7"
+    folder.mkdir()
+    write(folder, "a.yaml", name="a", app="orders", retries=1)
+    files = ResiliencyFiles((folder,), "checkout")
+    assert max_retries(files, "orders") == 1
+    write(folder, "a.yaml", name="a", app="orders", retries=1, duration='"5 s"')
+    assert max_retries(files, "orders") == 1  # a.yaml's last good version
+
+
+def test_a_broken_document_of_several_keeps_the_files_last_good_version(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", name="a", app="orders", retries=1)
+    files = ResiliencyFiles((tmp_path,), "checkout")
+    assert max_retries(files, "orders") == 1
+    good = (tmp_path / "a.yaml").read_text()
+    other = DOC.format(name="o", policy="po", duration='"5 s"', retries=1, app="billing")
+    (tmp_path / "a.yaml").write_text(good.replace("retries: 1", "retries: 2") + "---\n" + other)
+    assert max_retries(files, "orders") == 1  # the whole file's last good version

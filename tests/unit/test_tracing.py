@@ -255,7 +255,7 @@ def test_otel_problems_are_all_reported_at_once() -> None:
         "config.yaml: spec.tracing.otel.isSecure: expected true or false, got a string",
         "config.yaml: spec.tracing.otel.headers: expected a mapping, a list of name/value pairs"
         ' or "key=value,..." text, got an integer',
-        'config.yaml: spec.tracing.otel.timeout: "5" is not a duration',
+        'config.yaml: spec.tracing.otel.timeout: "5" has no unit (write e.g. "5s")',
         "config.yaml: spec.tracing.otel.endpointAddress: missing (nothing would be exported)",
     ]
 
@@ -281,7 +281,7 @@ def test_otel_timeout_must_be_positive() -> None:
         "config.yaml: spec.tracing.otel.timeout: must be more than 0"
     ]
     assert problems_of({"otel": {"endpointAddress": "c:4317", "timeout": 5}}) == [
-        "config.yaml: spec.tracing.otel.timeout: expected a string, got an integer"
+        'config.yaml: spec.tracing.otel.timeout: 5 has no unit (write e.g. "5s")'
     ]
 
 

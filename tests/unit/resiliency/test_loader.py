@@ -7,6 +7,7 @@ import pytest
 from resiliency.errors import ConfigInvalid
 from resiliency.loader import load_resiliency, load_texts
 from resiliency.policies import BackoffKind
+from yamlcheck import Location
 
 GOOD = """\
 apiVersion: dapr.io/v1alpha1
@@ -121,7 +122,7 @@ spec:
         "res.yaml: spec.policies.circuitBreakers.simple.maxRequests: must be 0 or more, not -1",
         "res.yaml: spec.policies.circuitBreakers.simple.trip: unknown variable"
         ' "consecutiveFailure" at column 1 (did you mean "consecutiveFailures"?)',
-        "res.yaml: spec.policies.circuitBreakers.nontrip.trip: required",
+        "res.yaml: spec.policies.circuitBreakers.nontrip.trip: missing",
         "res.yaml: spec.targets.actors: actor targets are not supported by tether"
         " (it has no actors)",
         "res.yaml: spec.targets.components: component targets are not supported by tether"
@@ -134,10 +135,10 @@ def test_top_level_problems() -> None:
     text = "apiVersion: v2\nkind: Resiliency\nmetadata: {labels: []}\nscopes: app\nextra: 1\n"
     assert problems(text) == [
         "res.yaml: extra: unknown field",
-        'res.yaml: apiVersion: must be "dapr.io/v1alpha1", not "v2"',
-        "res.yaml: metadata.name: required",
-        "res.yaml: scopes: must be a list of app IDs, not a string",
-        "res.yaml: spec: required",
+        'res.yaml: apiVersion: expected "dapr.io/v1alpha1", got "v2"',
+        "res.yaml: metadata.name: missing",
+        "res.yaml: scopes: expected a list of app IDs, got a string",
+        "res.yaml: spec: missing",
     ]
 
 
@@ -166,7 +167,7 @@ def test_duplicates_across_files_name_both_and_keep_the_first() -> None:
     )
     config, report = load_texts([("a.yaml", first), ("b.yaml", second)])
     assert report.lines() == ("b.yaml: spec.policies.retries.r: already defined in a.yaml",)
-    assert report.rejected == ("b.yaml",)
+    assert report.rejected == (Location("b.yaml"),)
     assert config.retries["r"].max_retries == 1
 
 
@@ -179,7 +180,9 @@ def test_references_across_files_and_broken_file_kept_apart() -> None:
     config, report = load_texts([("p.yaml", policies), ("t.yaml", targets), ("x.yaml", broken)])
     assert config.apps["orders"].retry == "r"
     assert config.resource_names == ("r", "t")
-    assert report.lines() == ("x.yaml: spec.policies.retries.q: must be a mapping, not an integer",)
+    assert report.lines() == (
+        "x.yaml: spec.policies.retries.q: expected a mapping, got an integer",
+    )
     with pytest.raises(ConfigInvalid) as info:
         report.raise_for_problems()
     assert info.value.problems == report.lines()
@@ -232,7 +235,7 @@ spec:
         'res.yaml: spec.policies.timeouts.a: needs "perAttempt", "overall" or both',
         'res.yaml: spec.policies.timeouts.b.overal: unknown field (did you mean "overall"?)',
         'res.yaml: spec.policies.timeouts.b: needs "perAttempt", "overall" or both',
-        "res.yaml: spec.policies.retries.r.jitter: must be true or false, not a string",
+        "res.yaml: spec.policies.retries.r.jitter: expected true or false, got a string",
         "res.yaml: spec.policies.retries.r.budget.ratio: must be between 0 and 1, not 2",
         "res.yaml: spec.policies.retries.r.budget.window: must be longer than 0",
     ]
@@ -258,3 +261,30 @@ spec:
         'bad.yaml: spec.targets.apps.orders.retry: unknown retry policy "importnt"'
         ' (did you mean "important"?)',
     )
+
+
+def test_problems_and_rejections_are_data_not_display_text() -> None:
+    broken = HEADER.replace("name: r", "name: b") + "spec: {policies: {retries: {q: 1}}}\n"
+    text = HEADER + "spec: {}\n---\n" + broken
+    _, report = load_texts([("dir: document 9/a.yaml", text), ("c.yaml", "a: [")])
+    assert report.rejected == (
+        Location("dir: document 9/a.yaml", 2),
+        Location("c.yaml"),
+    )
+    assert [(p.location, p.field, p.what) for p in report.problems] == [
+        (Location("dir: document 9/a.yaml", 2), "spec.policies.retries.q",
+         "expected a mapping, got an integer"),
+        (Location("c.yaml"), "", "line 1: expected the node content, but found '<stream end>'"),
+    ]  # fmt: skip
+    assert report.lines() == (
+        "dir: document 9/a.yaml: document 2: spec.policies.retries.q:"
+        " expected a mapping, got an integer",
+        "c.yaml: line 1: expected the node content, but found '<stream end>'",
+    )
+
+
+def test_unreadable_file_is_rejected_by_location(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_bytes(b"\xff\xfe")
+    _, report = load_resiliency([tmp_path])
+    assert report.rejected == (Location(str(tmp_path / "bad.yaml")),)
+    assert report.lines() == (f"{tmp_path / 'bad.yaml'}: not valid UTF-8",)

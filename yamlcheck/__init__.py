@@ -1,0 +1,27 @@
+"""Reading the YAML an operator writes: one Go-duration parser and one problem collector.
+
+Shared by every loader (Resiliency, Configuration and its tracing and metric
+sections), so the same value means the same thing in every file and the same
+mistake is worded the same way: ``FILE: field.path: what is wrong``.
+
+Imports nothing of ours, so ``resiliency``, ``certs`` and ``proxy`` may all use it.
+"""
+
+from yamlcheck.durations import DurationError, parse_go_duration, read_duration
+from yamlcheck.problems import Location, Problem, Problems
+from yamlcheck.text import read_text, yaml_error
+from yamlcheck.wording import show, suggestion, type_name
+
+__all__ = [
+    "DurationError",
+    "Location",
+    "Problem",
+    "Problems",
+    "parse_go_duration",
+    "read_duration",
+    "read_text",
+    "show",
+    "suggestion",
+    "type_name",
+    "yaml_error",
+]

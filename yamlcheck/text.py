@@ -1,0 +1,29 @@
+"""Reading a YAML file's text, and YAML's own errors as one problem line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from yamlcheck.problems import Problems
+
+
+def read_text(path: Path, problems: Problems) -> str | None:
+    """The file's text, or None after adding why it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        problems.add_file("not valid UTF-8")
+    except OSError as exc:
+        problems.add_file(f"cannot read: {exc.strerror or exc}")
+    return None
+
+
+def yaml_error(exc: yaml.YAMLError) -> str:
+    """``line N: what`` for a YAML syntax error (PyYAML counts lines from 0)."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        what = exc.problem or exc.context or "invalid YAML"
+        return what if mark is None else f"line {mark.line + 1}: {what}"
+    return f"invalid YAML: {exc}"
