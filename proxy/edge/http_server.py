@@ -26,6 +26,7 @@ import h11
 
 from proxy.core.body import CHUNK_SIZE, EMPTY, Body, BodyReadError, BodyTooLarge, close_body
 from proxy.core.errors import TetherError
+from proxy.edge.framing import head_problem, may_still_send
 
 log = logging.getLogger("tether.http")
 
@@ -148,7 +149,7 @@ class HttpServer:
         try:
             while await self._serve_one(conn, reader, writer):
                 conn.start_next_cycle()
-            if _may_still_send(conn):
+            if may_still_send(conn):
                 await self._linger(reader, writer)
         except (OSError, h11.ProtocolError, BodyReadError, TetherError) as exc:
             # The client went away, or the upstream broke mid-response after the
@@ -193,7 +194,7 @@ class HttpServer:
             return False  # ConnectionClosed
         loop = asyncio.get_running_loop()
         started = loop.time()
-        status, problem = _head_problem(event, seen, self._limits.max_header_bytes)
+        status, problem = head_problem(event, seen, self._limits.max_header_bytes)
         if status:
             await self._reject(conn, writer, status, problem)
             return False
@@ -333,47 +334,6 @@ class HttpServer:
             data += conn.send(h11.Data(data=error.body)) or b""
             data += conn.send(h11.EndOfMessage()) or b""
             await _write(writer, data)
-
-
-def _may_still_send(conn: h11.Connection) -> bool:
-    """We answered and are closing while the client may still be sending the request
-    (or more of them): closing now could reset the connection under our answer."""
-    answered = conn.our_state in (h11.DONE, h11.MUST_CLOSE)
-    return answered and conn.their_state not in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
-
-
-def _head_problem(request: h11.Request, raw: bytes | bytearray, limit: int) -> tuple[int, str]:
-    """What h11 accepts but a proxy must refuse (peers-and-pitfalls D.1, D.3, D.5, D.9).
-
-    h11 only limits a head that arrives in pieces, so sizes are checked here too.
-    ``raw`` holds the bytes read while waiting for this head (empty when the
-    request was pipelined behind another).
-    """
-    if len(request.target) + len(request.method) + 11 > limit:
-        return 414, f"request line exceeds {limit} bytes"
-    has_length = has_te = False
-    hosts = 0
-    size = len(request.target) + len(request.method) + 13
-    for name, value in request.headers:
-        size += len(name) + len(value) + 4
-        if name == b"content-length":
-            has_length = True
-        elif name == b"transfer-encoding":
-            has_te = True
-        elif name == b"host":
-            hosts += 1
-    if size > limit:
-        return 431, f"request headers exceed {limit} bytes"
-    if has_length and has_te:
-        return 400, "both Content-Length and Transfer-Encoding are present"
-    if has_te and request.http_version == b"1.0":
-        return 400, "Transfer-Encoding is not allowed on HTTP/1.0"
-    if hosts > 1:
-        return 400, "more than one Host header"
-    head_end = raw.find(b"\r\n\r\n")
-    if head_end > 0 and (raw.find(b"\n ", 0, head_end) > 0 or raw.find(b"\n\t", 0, head_end) > 0):
-        return 400, "obsolete line folding in a header"
-    return 0, ""
 
 
 async def _next_event(
