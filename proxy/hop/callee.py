@@ -21,6 +21,7 @@ from proxy.hop.header_rules import (
     CALLER_APP_ID,
     CallerIdentity,
     app_request_headers,
+    first_value,
     header_value_bytes,
     response_metadata,
 )
@@ -212,11 +213,7 @@ def _claimed_caller(request: internals_pb2.InternalInvokeRequest) -> str:
 
 def response_head(response: AppResponse) -> internals_pb2.InternalInvokeResponse:
     """The app's status and headers as Dapr carries them (body not included)."""
-    content_type = ""
-    for name, value in response.headers:
-        if name == b"content-type":
-            content_type = value.decode("latin-1")
-            break
+    content_type = (first_value(response.headers, b"content-type") or b"").decode("latin-1")
     return internals_pb2.InternalInvokeResponse(
         status=internals_pb2.Status(code=response.status),
         headers={

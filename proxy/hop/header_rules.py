@@ -77,6 +77,14 @@ def _connection_listed(headers: Sequence[tuple[bytes, bytes]]) -> frozenset[byte
     return frozenset(listed)
 
 
+def first_value(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The value of the first header called ``name`` (lower-case), or None."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
 def strip_hop_by_hop(headers: Sequence[tuple[bytes, bytes]]) -> Headers:
     """Drop hop-by-hop headers and every header named in ``Connection``."""
     listed = _connection_listed(headers)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from proxy.core.errors import CallRejected, InvocationFailed
 from proxy.discovery.resolver import ResolveError
 from proxy.hop.call import Answer, Headers, InvokeDenied, InvokeError, InvokeRejected
+from proxy.hop.header_rules import first_value
 from resiliency import (
     SUCCESS,
     TRANSPORT_FAILURE,
@@ -38,11 +39,9 @@ def classify(answer: Answer) -> Outcome:
 
 
 def _retry_after(headers: Headers) -> float | None:
-    for name, value in headers:
-        if name == b"retry-after":
-            text = value.strip()
-            return float(text) if text.isdigit() else None  # HTTP-dates are not honoured
-    return None
+    value = first_value(headers, b"retry-after")
+    text = value.strip() if value is not None else b""
+    return float(text) if text.isdigit() else None  # HTTP-dates are not honoured
 
 
 def classify_error(exc: Exception) -> Outcome | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from proxy.hop.call import Invocation
-from proxy.hop.header_rules import CallerIdentity, outbound_metadata
+from proxy.hop.header_rules import CallerIdentity, first_value, outbound_metadata
 from proxy.protos import common_pb2, internals_pb2
 
 # tether extension (attemptHeader: true): lets the app see that a call is a retry.
@@ -42,11 +42,7 @@ def internal_request(
     if "Content-Length" not in metadata and body.complete:
         # Lets the callee see at once that the first message holds the whole body.
         metadata["Content-Length"] = [str(len(body.head))]
-    content_type = ""
-    for name, value in call.headers:
-        if name == b"content-type":
-            content_type = value.decode("latin-1")
-            break
+    content_type = (first_value(call.headers, b"content-type") or b"").decode("latin-1")
     return internals_pb2.InternalInvokeRequest(
         ver=internals_pb2.V1,
         metadata={k: internals_pb2.ListStringValue(values=v) for k, v in metadata.items()},
