@@ -31,8 +31,12 @@ from proxy.config.resiliency_reload import ResiliencyFiles, ResiliencyReloader
 from proxy.config.settings import SidecarSettings
 from proxy.core.body import CHUNK_SIZE
 from proxy.core.errors import TetherError
+from proxy.discovery.balanced_resolver import BalancedResolver
+from proxy.discovery.probe import TcpProber
 from proxy.discovery.registry import Endpoint, Registration, RegistryError, SqliteRegistry
-from proxy.discovery.resolver import RegistryHeartbeat, SqliteResolver
+from proxy.discovery.resolver import RegistryHeartbeat
+from proxy.discovery.source import InstanceSource
+from proxy.discovery.sqlite_source import SqliteSource
 from proxy.edge import dapr_errors
 from proxy.edge.api import ApiHandler, AppConnection
 from proxy.edge.http_server import HttpLimits, HttpServer
@@ -67,10 +71,10 @@ class Sidecar:
         self._stopping = asyncio.Event()
         self._http: HttpServer | None = None
         self._grpc: grpc.aio.Server | None = None
-        self._heartbeat: RegistryHeartbeat | None = None
+        self._source: InstanceSource | None = None
         self._client: InternalClient | None = None
         self._app: HttpAppChannel | None = None
-        self._resolver: SqliteResolver | None = None
+        self._resolver: BalancedResolver | None = None
         self._registry: SqliteRegistry | None = None
         self._parked = ParkedBodies()
         self._mux: MuxService | None = None
@@ -102,7 +106,6 @@ class Sidecar:
             self._registry = SqliteRegistry(s.registry_path, clock=time.time)
         except RegistryError as exc:
             raise StartupError(str(exc)) from exc
-        self._resolver = SqliteResolver(self._registry, clock=time.monotonic)
         if s.app_port is not None:
             self._app = HttpAppChannel(s.app_channel_address, s.app_port, s.app_max_concurrency)
             if s.app_health is not None:
@@ -138,13 +141,15 @@ class Sidecar:
             namespace=s.namespace,
             endpoint=Endpoint(s.host_ip, self.internal_port),
         )
-        self._heartbeat = RegistryHeartbeat(
+        heartbeat = RegistryHeartbeat(
             self._registry, registration, interval=s.registry_update_interval
         )
+        self._source = SqliteSource(self._registry, heartbeat)
         try:
-            await self._heartbeat.start()
+            await self._source.start()
         except RegistryError as exc:
             raise StartupError(str(exc)) from exc
+        self._resolver = BalancedResolver(self._source, clock=time.monotonic, probe=TcpProber(2.0))
         invoker = Invoker(
             Locality(self.identity, s.trust_domain, s.host_ip, s.hostname),
             self._resolver,
@@ -260,8 +265,8 @@ class Sidecar:
             await self._prober.stop()
         if self._reloader is not None:
             await self._reloader.stop()
-        if self._heartbeat is not None:
-            await self._heartbeat.stop()
+        if self._source is not None:
+            await self._source.close()
         # One deadline for the whole drain: --dapr-graceful-shutdown-seconds
         # bounds the shutdown, not each of its stages.
         deadline = asyncio.get_running_loop().time() + grace
