@@ -19,6 +19,7 @@ from certs.authority import create_authority, write_authority
 from certs.errors import CertError
 from proxy.app.health import HealthCheckSettings
 from proxy.config.configuration import ConfigError, load_configuration
+from proxy.config.name_resolution import NameResolutionSettings
 from proxy.config.resources import check_resources
 from proxy.config.settings import (
     DEFAULT_TRUST_DOMAIN,
@@ -208,8 +209,11 @@ def settings_from_args(
             metric=configuration.metric,
             tracing=configuration.tracing,
         )
+    configured = (
+        settings.name_resolution if settings.config_path is not None else NameResolutionSettings()
+    )
     settings = _resolution_for_mode(
-        settings, args.mode, explicit_port=bool(args.dapr_internal_grpc_port)
+        settings, configured, args.mode, explicit_port=bool(args.dapr_internal_grpc_port)
     )
     enabled = settings.metric.enabled
     if args.enable_metrics is not None:
@@ -218,11 +222,14 @@ def settings_from_args(
 
 
 def _resolution_for_mode(
-    settings: SidecarSettings, mode: str, *, explicit_port: bool
+    settings: SidecarSettings,
+    resolution: NameResolutionSettings,
+    mode: str,
+    *,
+    explicit_port: bool,
 ) -> SidecarSettings:
     """The resolver the mode implies when the Configuration names none, and the internal
     port DNS resolution needs: every sidecar of a cluster listens on the same one."""
-    resolution = settings.name_resolution
     component = resolution.component or (KUBERNETES if mode == "kubernetes" else SQLITE)
     dns = resolution.dns
     if component == KUBERNETES and dns is None:
