@@ -19,6 +19,7 @@ from certs.authority import create_authority, write_authority
 from certs.errors import CertError
 from proxy.app.health import HealthCheckSettings
 from proxy.config.configuration import ConfigError, load_configuration
+from proxy.config.name_resolution import NameResolutionSettings
 from proxy.config.resources import check_resources
 from proxy.config.settings import (
     DEFAULT_TRUST_DOMAIN,
@@ -30,12 +31,20 @@ from proxy.config.settings import (
     parse_size,
 )
 from proxy.core.errors import TetherError, UsageError
+from proxy.discovery.resolution_settings import (
+    CLUSTER_INTERNAL_PORT,
+    DNS_COMPONENTS,
+    KUBERNETES,
+    SQLITE,
+    kubernetes_resolution,
+)
 from proxy.hop import grpc_tuning
 from proxy.observability.logs import LEVELS, configure_logging
 from proxy.observability.tracing_settings import parse_tracing
 from resiliency import load_resiliency, summarize
 
 DEFAULT_CERTS_DIR = "~/.tether/certs"
+MODES = ("standalone", "kubernetes")
 
 # daprd flags that later work builds; refused until they do what they say.
 _NOT_YET = {
@@ -88,7 +97,8 @@ def _add_sidecar_flags(parser: argparse.ArgumentParser) -> None:
     add("--max-body-size", default="4Mi", help="largest request body accepted")
     add("--read-buffer-size", default="4Ki", help="largest request head (line + headers)")
     add("--dapr-graceful-shutdown-seconds", default="5", help="drain time on shutdown")
-    add("--mode", default="standalone", help="standalone (kubernetes is not supported yet)")
+    add("--mode", default="standalone", choices=MODES,
+        help="standalone (resolver: sqlite) or kubernetes (resolver: kubernetes)")  # fmt: skip
     add("--strict-config", action="store_true",
         help="refuse to start on any resource file problem (default: skip that file)")  # fmt: skip
     add("--enable-app-health-check", nargs="?", const="true", default="false",
@@ -131,8 +141,6 @@ def settings_from_args(
     if refused:
         flag = refused[0]
         raise UsageError(f"{flag}: {_NOT_YET[flag]} is not supported by tether yet")
-    if args.mode != "standalone":
-        raise UsageError(f"--mode: {args.mode!r} is not supported yet (supported: standalone)")
     if args.app_protocol != "http":
         raise UsageError(
             f"--app-protocol: {args.app_protocol!r} is not supported yet (supported: http)"
@@ -197,13 +205,40 @@ def settings_from_args(
         settings = replace(
             settings,
             registry_update_interval=resolution.update_interval,
+            name_resolution=resolution,
             metric=configuration.metric,
             tracing=configuration.tracing,
         )
+    configured = (
+        settings.name_resolution if settings.config_path is not None else NameResolutionSettings()
+    )
+    settings = _resolution_for_mode(
+        settings, configured, args.mode, explicit_port=bool(args.dapr_internal_grpc_port)
+    )
     enabled = settings.metric.enabled
     if args.enable_metrics is not None:
         enabled = parse_bool(args.enable_metrics, "--enable-metrics")
     return replace(settings, metrics_enabled=True if enabled is None else enabled)
+
+
+def _resolution_for_mode(
+    settings: SidecarSettings,
+    resolution: NameResolutionSettings,
+    mode: str,
+    *,
+    explicit_port: bool,
+) -> SidecarSettings:
+    """The resolver the mode implies when the Configuration names none, and the internal
+    port DNS resolution needs: every sidecar of a cluster listens on the same one."""
+    component = resolution.component or (KUBERNETES if mode == "kubernetes" else SQLITE)
+    dns = resolution.dns
+    if component == KUBERNETES and dns is None:
+        dns = kubernetes_resolution()
+    resolution = replace(resolution, component=component, dns=dns)
+    settings = replace(settings, mode=mode, name_resolution=resolution)
+    if component in DNS_COMPONENTS and not explicit_port:
+        settings = replace(settings, internal_grpc_port=CLUSTER_INTERNAL_PORT)
+    return settings
 
 
 def _health_settings(args: argparse.Namespace) -> HealthCheckSettings | None:

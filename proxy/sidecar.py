@@ -31,8 +31,16 @@ from proxy.config.resiliency_reload import ResiliencyFiles, ResiliencyReloader
 from proxy.config.settings import SidecarSettings
 from proxy.core.body import CHUNK_SIZE
 from proxy.core.errors import TetherError
+from proxy.discovery.balanced_resolver import BalancedResolver
+from proxy.discovery.dns_lookup import DnsLookup, DnsLookupError
+from proxy.discovery.dns_names import DnsNameError
+from proxy.discovery.dns_source import DnsSource
+from proxy.discovery.probe import TcpProber
 from proxy.discovery.registry import Endpoint, Registration, RegistryError, SqliteRegistry
-from proxy.discovery.resolver import RegistryHeartbeat, SqliteResolver
+from proxy.discovery.resolution_settings import SQLITE
+from proxy.discovery.resolver import RegistryHeartbeat
+from proxy.discovery.source import InstanceSource
+from proxy.discovery.sqlite_source import SqliteSource
 from proxy.edge import dapr_errors
 from proxy.edge.api import ApiHandler, AppConnection
 from proxy.edge.http_server import HttpLimits, HttpServer
@@ -67,10 +75,10 @@ class Sidecar:
         self._stopping = asyncio.Event()
         self._http: HttpServer | None = None
         self._grpc: grpc.aio.Server | None = None
-        self._heartbeat: RegistryHeartbeat | None = None
+        self._source: InstanceSource | None = None
         self._client: InternalClient | None = None
         self._app: HttpAppChannel | None = None
-        self._resolver: SqliteResolver | None = None
+        self._resolver: BalancedResolver | None = None
         self._registry: SqliteRegistry | None = None
         self._parked = ParkedBodies()
         self._mux: MuxService | None = None
@@ -98,11 +106,12 @@ class Sidecar:
     async def start(self) -> None:
         s = self.settings
         workload = self._workload_identity() if s.enable_mtls else None
-        try:
-            self._registry = SqliteRegistry(s.registry_path, clock=time.time)
-        except RegistryError as exc:
-            raise StartupError(str(exc)) from exc
-        self._resolver = SqliteResolver(self._registry, clock=time.monotonic)
+        resolution = s.name_resolution
+        if resolution.component == SQLITE:
+            try:
+                self._registry = SqliteRegistry(s.registry_path, clock=time.time)
+            except RegistryError as exc:
+                raise StartupError(str(exc)) from exc
         if s.app_port is not None:
             self._app = HttpAppChannel(s.app_channel_address, s.app_port, s.app_max_concurrency)
             if s.app_health is not None:
@@ -115,7 +124,9 @@ class Sidecar:
         self._callee = Callee(
             self._app, s.app_api_token, self._health, metrics, self._tracer, s.app_id
         )
-        self._client = InternalClient(_security_factory(workload), grpc_message_limit(s))
+        self._client = InternalClient(
+            _security_factory(workload), grpc_message_limit(s), liveness=resolution.liveness
+        )
         resource_files = ResiliencyFiles(s.resources_paths, s.app_id)
         config, report = resource_files.load()
         if config.resource_names:
@@ -132,19 +143,19 @@ class Sidecar:
                 resiliency, resource_files, s.resources_paths, self._loaded_resiliency
             )
         await self._start_internal_server(workload)
-        registration = Registration(
-            registration_id=uuid.uuid4().hex,
-            app_id=s.app_id,
-            namespace=s.namespace,
-            endpoint=Endpoint(s.host_ip, self.internal_port),
-        )
-        self._heartbeat = RegistryHeartbeat(
-            self._registry, registration, interval=s.registry_update_interval
-        )
+        self._source = self._instance_source()
         try:
-            await self._heartbeat.start()
+            await self._source.start()
         except RegistryError as exc:
             raise StartupError(str(exc)) from exc
+        self._resolver = BalancedResolver(
+            self._source,
+            clock=time.monotonic,
+            probe=TcpProber(resolution.liveness.connect_timeout),
+            cache=resolution.cache,
+            outlier=resolution.outlier,
+            observer=metrics,
+        )
         invoker = Invoker(
             Locality(self.identity, s.trust_domain, s.host_ip, s.hostname),
             self._resolver,
@@ -199,6 +210,43 @@ class Sidecar:
             self.internal_port,
             "on" if workload else "off",
         )
+
+    def _instance_source(self) -> InstanceSource:
+        """Where the instances of other apps come from; runs once the internal port is known."""
+        s = self.settings
+        resolution = s.name_resolution
+        if self._registry is not None:
+            registration = Registration(
+                registration_id=uuid.uuid4().hex,
+                app_id=s.app_id,
+                namespace=s.namespace,
+                endpoint=Endpoint(s.host_ip, self.internal_port),
+            )
+            heartbeat = RegistryHeartbeat(
+                self._registry, registration, interval=s.registry_update_interval
+            )
+            return SqliteSource(self._registry, heartbeat)
+        dns = resolution.dns
+        if dns is None:
+            raise StartupError(f"name resolution {resolution.component!r} has no settings")
+        try:
+            lookup = (
+                DnsLookup.with_nameservers(dns.nameservers)
+                if dns.nameservers
+                else DnsLookup.system()
+            )
+        except (DnsLookupError, DnsNameError) as exc:
+            raise StartupError(f"name resolution {resolution.component}: {exc}") from exc
+        # Dapr's rule: peers listen on the caller's own internal port.
+        port = dns.port if dns.port is not None else self.internal_port
+        log.info(
+            "name resolution: %s, %s on port %d via %s",
+            resolution.component,
+            dns.template,
+            port,
+            ", ".join(lookup.nameservers),
+        )
+        return DnsSource(lookup, dns.template, port, srv=dns.srv)
 
     def _workload_identity(self) -> WorkloadIdentity:
         s = self.settings
@@ -260,8 +308,8 @@ class Sidecar:
             await self._prober.stop()
         if self._reloader is not None:
             await self._reloader.stop()
-        if self._heartbeat is not None:
-            await self._heartbeat.stop()
+        if self._source is not None:
+            await self._source.close()
         # One deadline for the whole drain: --dapr-graceful-shutdown-seconds
         # bounds the shutdown, not each of its stages.
         deadline = asyncio.get_running_loop().time() + grace

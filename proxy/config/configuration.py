@@ -12,13 +12,16 @@ from pathlib import Path
 
 import yaml
 
+from proxy.config.name_resolution import (
+    NameResolutionSettings,
+    parse_name_resolution,
+)
 from proxy.core.errors import TetherError
 from proxy.observability.tracing_settings import TracingSettings, parse_tracing
-from yamlcheck import Problems, read_text, show, type_name, yaml_error
+from yamlcheck import Problems, read_text, yaml_error
 
 API_VERSION = "dapr.io/v1alpha1"
 KIND = "Configuration"
-SUPPORTED_RESOLVERS = ("sqlite",)
 
 _TOP_LEVEL_KEYS = ("apiVersion", "kind", "metadata", "spec")
 _IMPLEMENTED_SPEC_KEYS = ("nameResolution", "metric", "metrics", "tracing")
@@ -35,10 +38,6 @@ _UNIMPLEMENTED_SPEC_KEYS = (
     "wasm",
     "workflow",
 )
-_NAME_RESOLUTION_KEYS = ("component", "version", "configuration")
-# Keys of Dapr's sqlite resolver metadata that tether does not implement yet.
-_UNIMPLEMENTED_SQLITE_KEYS = ("cleanupInterval", "timeout", "busyTimeout", "disableWAL")
-_SQLITE_KEYS = ("connectionString", "updateInterval", "tableName", "metadataTableName")
 
 
 class ConfigError(TetherError):
@@ -47,13 +46,6 @@ class ConfigError(TetherError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = list(problems)
-
-
-@dataclass(frozen=True)
-class NameResolutionSettings:
-    component: str = "sqlite"
-    registry_path: Path | None = None  # None: the default registry path
-    update_interval: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -99,112 +91,6 @@ def _name(problems: Problems, doc: dict[str, object]) -> str:
         problems.add("metadata.name", "missing")
         return ""
     return problems.name("metadata.name", metadata["name"]) or ""
-
-
-def _registry_path(problems: Problems, field: str, value: object) -> Path | None:
-    text = problems.string(field, value)
-    if text is None:
-        return None
-    if not text.strip():
-        problems.add(field, "must not be empty")
-        return None
-    if text == ":memory:" or "mode=memory" in text:
-        problems.add(field, "an in-memory database cannot be shared between sidecars")
-        return None
-    if "?" in text:
-        problems.add(field, "connection options after '?' are not supported yet by tether")
-        return None
-    # Dapr accepts SQLite URI filenames; a plain "file:" prefix just names a path.
-    if text.startswith("file:"):
-        text = text.removeprefix("file:")
-    return Path(text).expanduser()
-
-
-def _update_interval(problems: Problems, field: str, value: object) -> float | None:
-    seconds = problems.duration(field, value)
-    if seconds is None:
-        return None
-    # Dapr's sqlite resolver stores whole-second timestamps.
-    if seconds < 1:
-        problems.add(field, f'{show(value)} is too short (at least "1s")')
-        return None
-    if seconds != int(seconds):
-        problems.add(field, f"{show(value)} is not a whole number of seconds")
-        return None
-    return seconds
-
-
-def _sqlite_settings(
-    problems: Problems, field: str, value: object
-) -> tuple[Path | None, float] | None:
-    if value is None:
-        return None, 5.0
-    config = problems.mapping(field, value)
-    if config is None:
-        return None
-    registry_path: Path | None = None
-    update_interval = 5.0
-    ok = True
-    # Dapr decodes component metadata case-insensitively.
-    canonical = {key.lower(): key for key in _SQLITE_KEYS + _UNIMPLEMENTED_SQLITE_KEYS}
-    for raw_key, item in config.items():
-        key = canonical.get(raw_key.lower())
-        sub = f"{field}.{raw_key}"
-        if key is None:
-            problems.unknown(field, raw_key, _SQLITE_KEYS + _UNIMPLEMENTED_SQLITE_KEYS)
-            ok = False
-        elif key in _UNIMPLEMENTED_SQLITE_KEYS:
-            problems.add(sub, "not supported yet by tether")
-            ok = False
-        elif key == "connectionString":
-            registry_path = _registry_path(problems, sub, item)
-            ok = ok and registry_path is not None
-        elif key == "updateInterval":
-            interval = _update_interval(problems, sub, item)
-            ok = ok and interval is not None
-            update_interval = interval or update_interval
-        else:
-            # tableName / metadataTableName: only Dapr's default names exist here.
-            expected = "hosts" if key == "tableName" else "metadata"
-            if item != expected:
-                shown = show(item) if isinstance(item, str) else type_name(item)
-                problems.add(sub, f'{shown} is not supported yet (only "{expected}")')
-                ok = False
-    return (registry_path, update_interval) if ok else None
-
-
-def _name_resolution(problems: Problems, value: object) -> NameResolutionSettings:
-    field = "spec.nameResolution"
-    default = NameResolutionSettings()
-    if value is None:
-        return default
-    section = problems.mapping(field, value)
-    if section is None:
-        return default
-    for key in section:
-        if key not in _NAME_RESOLUTION_KEYS:
-            problems.unknown(field, key, _NAME_RESOLUTION_KEYS)
-    if "version" in section and section["version"] not in ("v1", "", None):
-        version = section["version"]
-        shown = show(version) if isinstance(version, str) else type_name(version)
-        problems.add(f"{field}.version", f"{shown} is not supported (supported: v1)")
-    supported = ", ".join(SUPPORTED_RESOLVERS)
-    if "component" not in section:
-        problems.add(f"{field}.component", f"missing (supported: {supported})")
-        return default
-    component = problems.string(f"{field}.component", section["component"])
-    if component is None:
-        return default
-    if component not in SUPPORTED_RESOLVERS:
-        problems.add(
-            f"{field}.component", f"{show(component)} is not supported yet (supported: {supported})"
-        )
-        return default
-    parsed = _sqlite_settings(problems, f"{field}.configuration", section.get("configuration"))
-    if parsed is None:
-        return default
-    registry_path, update_interval = parsed
-    return NameResolutionSettings(component, registry_path, update_interval)
 
 
 _METRIC_KEYS = ("enabled", "recordErrorCodes", "latencyDistributionBuckets", "http", "rules")
@@ -265,7 +151,7 @@ class _Draft:
     """What the file says, tracing still raw (``tracing_at``: where its problems belong)."""
 
     name: str = ""
-    name_resolution: NameResolutionSettings = NameResolutionSettings()
+    name_resolution: NameResolutionSettings = field(default_factory=NameResolutionSettings)
     metric: MetricConfig = MetricConfig()
     tracing: object = None
     tracing_at: int | None = None
@@ -289,7 +175,7 @@ def _settings(problems: Problems, document: object) -> _Draft:
             problems.add("spec.metrics", 'give either "metric" or its alias "metrics", not both')
         for key, value in spec.items():
             if key == "nameResolution":
-                draft.name_resolution = _name_resolution(problems, value)
+                draft.name_resolution = parse_name_resolution(problems, value)
             elif key in ("metric", "metrics"):
                 draft.metric = _metric(problems, key, value)
             elif key == "tracing":

@@ -14,6 +14,7 @@ from certs.errors import InvalidSpiffeId
 from certs.spiffe import validate_app_id, validate_namespace
 from proxy.app.health import HealthCheckSettings
 from proxy.config.configuration import MetricConfig
+from proxy.config.name_resolution import NameResolutionSettings
 from proxy.core.errors import UsageError
 from proxy.discovery.registry import default_registry_path
 from proxy.observability.tracing_settings import TracingSettings
@@ -57,6 +58,11 @@ class SidecarSettings:
     app_api_token: str | None = None
     registry_path: Path = field(default_factory=default_registry_path)
     registry_update_interval: float = 5.0
+    mode: str = "standalone"
+    # ``component`` is always set here (the mode's default when the file names none).
+    name_resolution: NameResolutionSettings = field(
+        default_factory=lambda: NameResolutionSettings("sqlite")
+    )
     app_health: HealthCheckSettings | None = None
     # Refuse to start when a resource file has a problem (default: log it, skip that file).
     strict_config: bool = False

@@ -112,6 +112,18 @@ class Balancer:
         self._stats = stats
         self._order = tuple(stats)
 
+    def rejoin(self, endpoint: Endpoint) -> None:
+        """``endpoint`` is back after an ejection: forget its latency (the failures that
+        got it ejected would keep it from winning any pick for a long while) and warm
+        it up again like a new instance. Calls still in flight stay counted."""
+        stats = self._stats.get(endpoint)
+        if stats is None:
+            return
+        now = self._clock()
+        fresh = _Stats(joined=now, warm=self.policy.slow_start_window == 0, updated=now)
+        fresh.outstanding = stats.outstanding
+        self._stats[endpoint] = fresh
+
     def pick(self, skip: Collection[Endpoint] = ()) -> Endpoint:
         """One instance for the next call; raises NoInstances if there are none."""
         candidates = self._order

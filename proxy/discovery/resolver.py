@@ -1,12 +1,15 @@
-"""Name resolution: from an app ID to the internal endpoint of one of its sidecars."""
+"""Name resolution: from an app ID to the internal endpoint of one of its sidecars.
+
+The interface the invoker uses (``Resolver``), its errors, and the SQLite
+registration heartbeat. The resolver itself is ``balanced_resolver.BalancedResolver``
+over any ``source.InstanceSource``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from proxy.core.errors import TetherError
@@ -19,97 +22,37 @@ class ResolveError(TetherError):
     """The app ID has no live instance."""
 
 
+class AppNotFoundError(ResolveError):
+    """The discovery system says the app does not exist: fail at once, never retry."""
+
+
 class RegistryUnavailable(ResolveError):
-    """The registry could not be read, so no instance could be found."""
+    """The discovery system could not be asked, and no earlier answer can stand in."""
 
 
 class Resolver(Protocol):
-    async def resolve(self, app_id: str, namespace: str) -> Endpoint: ...
+    """What the invoker needs: an instance per call, and each call's outcome back."""
+
+    async def resolve(self, app_id: str, namespace: str) -> Endpoint:
+        """One instance for the next call; raises ResolveError."""
+        ...
+
+    def started(self, app_id: str, namespace: str, endpoint: Endpoint) -> None:
+        """A call to ``endpoint`` (returned by ``resolve``) is being sent."""
+        ...
+
+    def finished(
+        self, app_id: str, namespace: str, endpoint: Endpoint, latency: float, ok: bool
+    ) -> None:
+        """That call ended after ``latency`` seconds; ``ok`` is false only for a
+        connection-level failure (refused, reset, unreachable, broken transport)."""
+        ...
 
     def evict(self, app_id: str, namespace: str, endpoint: Endpoint) -> None:
-        """Forget an endpoint after a connection to it failed."""
+        """A connection to ``endpoint`` failed outside a call: counts for outlier ejection."""
         ...
 
     async def close(self) -> None: ...
-
-
-class EndpointSource(Protocol):
-    """What the resolver needs from a registry (a fake in tests)."""
-
-    def lookup(self, app_id: str, namespace: str) -> list[Endpoint]: ...
-
-
-@dataclass
-class _Entry:
-    endpoints: list[Endpoint]
-    expires_at: float
-    next_index: int = 0
-
-
-class SqliteResolver:
-    """Resolves app IDs through the shared registry, with a short per-key cache.
-
-    ``clock`` is monotonic seconds. The TTL is short because the registry is the
-    truth about which sidecars are alive; the cache only spares SQLite on the hot
-    path. Unknown app IDs are cached as empty for the same TTL, so a caller
-    hammering a missing app does not hammer SQLite either.
-    """
-
-    def __init__(
-        self, registry: EndpointSource, *, clock: Callable[[], float], ttl: float = 1.0
-    ) -> None:
-        self._registry = registry
-        self._clock = clock
-        self._ttl = ttl
-        self._cache: dict[tuple[str, str], _Entry] = {}
-
-    def _entry(self, app_id: str, namespace: str) -> _Entry:
-        key = (app_id, namespace)
-        now = self._clock()
-        entry = self._cache.get(key)
-        if entry is not None and now < entry.expires_at:
-            return entry
-        # A lookup is one indexed query on a local file (well under a
-        # millisecond), so it runs on the event loop thread rather than paying
-        # for a thread hop on every refresh.
-        try:
-            endpoints = self._registry.lookup(app_id, namespace)
-        except RegistryError as exc:
-            raise RegistryUnavailable(
-                f"cannot resolve app id {app_id} in namespace {namespace}: {exc}"
-            ) from exc
-        # Keep the round-robin position across refreshes so load keeps rotating.
-        next_index = entry.next_index if entry is not None else 0
-        entry = _Entry(endpoints, now + self._ttl, next_index)
-        self._cache[key] = entry
-        return entry
-
-    def pick(self, app_id: str, namespace: str) -> Endpoint:
-        """The synchronous core of :meth:`resolve`."""
-        entry = self._entry(app_id, namespace)
-        if not entry.endpoints:
-            raise ResolveError(f"app id {app_id} not found in namespace {namespace}")
-        index = entry.next_index % len(entry.endpoints)
-        entry.next_index = index + 1
-        return entry.endpoints[index]
-
-    async def resolve(self, app_id: str, namespace: str) -> Endpoint:
-        return self.pick(app_id, namespace)
-
-    def evict(self, app_id: str, namespace: str, endpoint: Endpoint) -> None:
-        key = (app_id, namespace)
-        entry = self._cache.get(key)
-        if entry is None:
-            return
-        with contextlib.suppress(ValueError):
-            entry.endpoints.remove(endpoint)
-        if not entry.endpoints:
-            # Evicting the last endpoint is not proof the app is gone: ask the
-            # registry again rather than answer "not found" until the TTL ends.
-            del self._cache[key]
-
-    async def close(self) -> None:
-        self._cache.clear()
 
 
 class RegistryHeartbeat:

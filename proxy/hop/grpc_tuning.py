@@ -40,9 +40,33 @@ def _message_limits(max_message_size: int) -> Options:
     ]
 
 
-def channel_options(max_message_size: int) -> Options:
-    """Options of a channel to another sidecar (daprd's dialer)."""
-    return [*_message_limits(max_message_size), *_KEEPALIVE, *_NO_BDP_PROBE]
+def channel_options(
+    max_message_size: int,
+    *,
+    connect_timeout: float = 2.0,
+    keepalive_time: float = 10.0,
+    keepalive_timeout: float = 5.0,
+) -> Options:
+    """Options of a channel to another sidecar (seconds in, milliseconds to gRPC).
+
+    A silent peer is found by pings: one every ``keepalive_time`` (also with no call
+    open, as daprd's client does), and the connection with its calls in flight fails
+    when one is unanswered for ``keepalive_timeout``. gRPC core's least connect timeout
+    (``min_reconnect_backoff_ms``, 20 s by default) bounds a connection attempt to a
+    host that does not answer, so calls to it fail after ``connect_timeout`` instead.
+    """
+    connect_ms = max(1, round(connect_timeout * 1000))
+    return [
+        *_message_limits(max_message_size),
+        ("grpc.keepalive_time_ms", round(keepalive_time * 1000)),
+        ("grpc.keepalive_timeout_ms", round(keepalive_timeout * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Keep pinging an idle connection (core stops after 2 pings without data).
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.min_reconnect_backoff_ms", connect_ms),
+        ("grpc.initial_reconnect_backoff_ms", min(1000, connect_ms)),
+        *_NO_BDP_PROBE,
+    ]
 
 
 def server_options(max_message_size: int) -> Options:

@@ -15,6 +15,7 @@ from certs.spiffe import SpiffeId
 from proxy.core.body import Body, BodyReadError
 from proxy.core.errors import InvocationFailed
 from proxy.discovery.registry import Endpoint
+from proxy.discovery.resolution_settings import PeerLiveness
 from proxy.hop.grpc_tuning import channel_options
 from proxy.hop.mux_client import MuxConnection, MuxUnsupported
 from proxy.hop.rpc_methods import CALL_LOCAL, CALL_LOCAL_STREAM, MUX_CALL
@@ -56,10 +57,17 @@ class InternalClient:
         security: SecurityFactory | None,
         max_message_size: int,
         mux_call_timeout: float = MUX_CALL_TIMEOUT,
+        liveness: PeerLiveness | None = None,
     ) -> None:
         self._security = security
         self._mux_call_timeout = mux_call_timeout
-        self._options = channel_options(max_message_size)
+        live = liveness or PeerLiveness()
+        self._options = channel_options(
+            max_message_size,
+            connect_timeout=live.connect_timeout,
+            keepalive_time=live.keepalive_time,
+            keepalive_timeout=live.keepalive_timeout,
+        )
         self._channels: dict[tuple[str, SpiffeId], _PeerChannel] = {}
         self._mux: dict[tuple[str, SpiffeId], MuxConnection] = {}
         # Peers that answered UNIMPLEMENTED to Multiplex/Connect (daprd).

@@ -31,7 +31,11 @@ from proxy.hop.outcomes import (
 from proxy.hop.policy_metrics import PolicyMetrics
 from proxy.hop.request_builder import Locality, internal_request, with_attempt
 from proxy.observability.metrics import Metrics
-from proxy.observability.spans import call_local_span_name, caller_span_attributes
+from proxy.observability.spans import (
+    call_local_span_name,
+    caller_span_attributes,
+    peer_attributes,
+)
 from proxy.observability.trace_context import format_traceparent
 from proxy.observability.trace_propagation import incoming_trace, propagate
 from proxy.observability.tracer import SpanHandle, Tracer
@@ -78,9 +82,9 @@ class Invoker:
         message = internal_request(call, target.app_id, self._here)
         span = self._start_span(call, target.app_id, message)
         if span is None:
-            return await self._invoke(call, target, peer, message)
+            return await self._invoke(call, target, peer, message, None)
         try:
-            answer = await self._invoke(call, target, peer, message)
+            answer = await self._invoke(call, target, peer, message, span)
         except InvokeError as exc:
             exc.traceparent = _end_span(span, exc.http_status)
             raise
@@ -118,6 +122,7 @@ class Invoker:
         target: AppAddress,
         peer: SpiffeId,
         message: internals_pb2.InternalInvokeRequest,
+        span: SpanHandle | None,
     ) -> Answer:
         local = self._here.identity
         is_local = target.app_id == local.app_id and target.namespace == local.namespace
@@ -146,6 +151,7 @@ class Invoker:
                     body,
                     cancelled_as,
                     timeout_policy=policy.timeout is not None,
+                    span=span,
                 )
             if not succeeded(answer.status) and not answer.body.complete:
                 # A failed attempt may be retried and dropped: hold nothing open for it.
@@ -185,26 +191,38 @@ class Invoker:
         cancelled_as: str,
         *,
         timeout_policy: bool,
+        span: SpanHandle | None,
     ) -> Answer:
-        app_id = target.app_id
-        endpoint = await self._resolver.resolve(app_id, target.namespace)
+        app_id, namespace = target.app_id, target.namespace
+        resolver = self._resolver
+        endpoint = await resolver.resolve(app_id, namespace)
+        if span is not None:
+            # The instance chosen for this attempt (the last one when retried).
+            span.set_attributes(peer_attributes(endpoint.host, endpoint.port))
         if self._metrics is not None:
             self._metrics.req_sent(app_id, streaming=not body.complete)
         rpc = HopRpc()
+        resolver.started(app_id, namespace, endpoint)
         started = time.perf_counter()
+        # Until the response headers (or the failure): a streamed body's tail is the
+        # app's time, not the instance's.
+        reachable = True
         try:
             remote = await self._client.invoke(
                 endpoint, peer, message, body, timeout_policy=timeout_policy, rpc=rpc
             )
         except InvocationFailed as exc:
             if exc.grpc_code in CONNECTION_CODES:
-                self._resolver.evict(app_id, target.namespace, endpoint)
+                reachable = False
                 self._client.discard(endpoint, peer)
             self._count_hop(app_id, rpc, body, started, exc.grpc_code)
             raise
         except asyncio.CancelledError:
             self._count_hop(app_id, rpc, body, started, cancelled_as)
             raise
+        finally:
+            latency = time.perf_counter() - started
+            resolver.finished(app_id, namespace, endpoint, latency, reachable)
         self._count_hop(app_id, rpc, body, started, "OK", remote)
         status = remote.status
         if status < 100:

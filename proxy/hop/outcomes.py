@@ -4,7 +4,7 @@ a failed call becomes. Pure: answers and exceptions in, outcomes and errors out.
 from __future__ import annotations
 
 from proxy.core.errors import CallRejected, InvocationFailed
-from proxy.discovery.resolver import ResolveError
+from proxy.discovery.resolver import AppNotFoundError, ResolveError
 from proxy.hop.call import Answer, Headers, InvokeDenied, InvokeError, InvokeRejected
 from proxy.hop.header_rules import first_value
 from resiliency import (
@@ -54,6 +54,8 @@ def classify_error(exc: Exception) -> Outcome | None:
         return TRANSPORT_FAILURE
     if isinstance(exc, CallRejected):
         return PERMANENT_FAILURE if exc.code == "INVALID_ARGUMENT" else TRANSPORT_FAILURE
+    if isinstance(exc, AppNotFoundError):
+        return PERMANENT_FAILURE  # the app does not exist: retrying cannot help
     if isinstance(exc, ResolveError):
         return TRANSPORT_FAILURE
     return None

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 from proxy.observability.dapr_exposition import DaprCollector, exposition
 from proxy.observability.dapr_metrics import DaprFamilies
 from proxy.observability.metric_settings import HttpLabels, MetricSettings
+from proxy.observability.resolution_metrics import ResolutionFamilies
 
 # Dapr's circuit-breaker states and the values its cb_state gauge documents.
 _CB_STATE_VALUES = {"closed": 0.0, "half-open": 1.0, "open": 2.0}
@@ -35,6 +36,7 @@ class Metrics:
             max_series=settings.max_series_per_metric,
             response_count=settings.increased_cardinality,
         )
+        self._r = ResolutionFamilies(self._collector, max_series=settings.max_series_per_metric)
         self._http_labels = HttpLabels(settings)
         self._cb_keys: dict[tuple[str, ...], tuple[str, ...]] = {}
 
@@ -172,6 +174,32 @@ class Metrics:
             self._f.cb_state.drop(previous)
         self._cb_keys[breaker] = key
         child.set(value)
+
+    # -- name resolution (see resolution_metrics) -----------------------------------------
+
+    def resolution_lookup(self, app_id: str, namespace: str, result: str) -> None:
+        self._r.lookups.child((self._app_id, app_id, namespace, result)).inc()
+
+    def resolution_failed(self, app_id: str, namespace: str, reason: str) -> None:
+        self._r.failures.child((self._app_id, app_id, namespace, reason)).inc()
+
+    def resolution_stale(self, app_id: str, namespace: str, age: float) -> None:
+        key = (self._app_id, app_id, namespace)
+        self._r.stale.child(key).inc()
+        self._r.age.child(key).set(age)
+
+    def resolution_answer(self, app_id: str, namespace: str, instances: int) -> None:
+        key = (self._app_id, app_id, namespace)
+        self._r.age.child(key).set(0)
+        self._r.instances.child(key).set(instances)
+
+    def resolution_ejection(self, app_id: str, namespace: str, ejected: int) -> None:
+        key = (self._app_id, app_id, namespace)
+        self._r.ejections.child(key).inc()
+        self._r.ejected.child(key).set(ejected)
+
+    def resolution_returned(self, app_id: str, namespace: str, ejected: int) -> None:
+        self._r.ejected.child((self._app_id, app_id, namespace)).set(ejected)
 
     # -- exposition --------------------------------------------------------------------
 

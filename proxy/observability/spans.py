@@ -62,6 +62,17 @@ def caller_span_attributes(
     return attributes
 
 
+def peer_attributes(host: str, port: int) -> dict[str, AttributeValue]:
+    """The instance of the target app a call went to, set on the caller's CLIENT span
+    (``net.peer.name`` stays the app ID, as Dapr sets it)."""
+    return {
+        "server.address": host,
+        "server.port": port,
+        "network.peer.address": host,
+        "network.peer.port": port,
+    }
+
+
 def callee_span_attributes(method: str, *, api: str) -> dict[str, AttributeValue]:
     """Attributes of the callee's SERVER span; ``api`` is the gRPC method that carried it."""
     return {

@@ -48,6 +48,9 @@ class SpanHandle:
     def set_status_code(self, code: int, *, protocol: CallProtocol = "http") -> None:
         """Record the call's outcome: an HTTP status, or a gRPC code with protocol="grpc"."""
 
+    def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
+        """Add or replace attributes of the span."""
+
     def end(self) -> None:
         """Finish the span; it is exported later, off the calling thread."""
 
@@ -64,6 +67,9 @@ class _OtelSpanHandle(SpanHandle):
         self._span.set_attribute(*status_attribute(code, protocol))
         if is_error(code, protocol, server=self._server):
             self._span.set_status(trace_api.Status(trace_api.StatusCode.ERROR))
+
+    def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
+        self._span.set_attributes(attributes)
 
     def end(self) -> None:
         self._span.end()

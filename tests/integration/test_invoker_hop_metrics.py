@@ -20,8 +20,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.core.body import Body
+from proxy.discovery.balanced_resolver import BalancedResolver
+from proxy.discovery.probe import TcpProber
 from proxy.discovery.registry import Endpoint, Registration, SqliteRegistry
-from proxy.discovery.resolver import SqliteResolver
+from proxy.discovery.sqlite_source import SqliteSource
 from proxy.hop.call import Answer, Invocation, InvokeDenied, InvokeError
 from proxy.hop.callee import Callee
 from proxy.hop.header_rules import CallerIdentity
@@ -85,7 +87,9 @@ def run(scenario: Callable[[Invoker, DaprPeer], Awaitable[None]], tmp_path: Path
         assert not report.problems
         invoker = Invoker(
             Locality(CallerIdentity("checkout", "default"), "public", "127.0.0.1", "here"),
-            SqliteResolver(registry, clock=time.monotonic),
+            BalancedResolver(
+                SqliteSource(registry, None), clock=time.monotonic, probe=TcpProber(1.0)
+            ),
             client,
             Callee(app=None, app_api_token=None),
             ResiliencyEngine(config),

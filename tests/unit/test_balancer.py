@@ -327,3 +327,18 @@ def test_never_an_ejected_or_unknown_instance_while_a_healthy_one_exists(
                 while in_flight:
                     found.finished(in_flight.pop(), seconds, ok=True)
     assert all(found.outstanding(e) >= 0 for e in current)
+
+
+def test_rejoin_forgets_the_failures_and_warms_up_again() -> None:
+    clock = FakeClock()
+    found = balancer(A, B, clock=clock)
+    found.started(A)
+    found.finished(A, 0.01, ok=False)  # counts as the 1 s penalty
+    found.started(A)  # one call still in flight
+    clock.now += 1
+    assert found.cost(A) > found.cost(B)
+    found.rejoin(A)
+    assert found.outstanding(A) == 1
+    assert found.weight(A) == pytest.approx(0.1)
+    assert found.cost(A) == pytest.approx(2 * found.policy.floor)
+    found.rejoin(C)  # not an instance: ignored

@@ -157,11 +157,12 @@ def test_unimplemented_spec_keys_are_refused(tmp_path: Path, key: str) -> None:
     ]
 
 
-@pytest.mark.parametrize("component", ["mdns", "kubernetes", "consul"])
+@pytest.mark.parametrize("component", ["mdns", "consul", "aws.cloudmap"])
 def test_unsupported_component(tmp_path: Path, component: str) -> None:
     text = HEADER + f"spec:\n  nameResolution:\n    component: {component}\n"
     assert problems(tmp_path, text) == [
-        f'spec.nameResolution.component: "{component}" is not supported yet (supported: sqlite)'
+        f'spec.nameResolution.component: "{component}" is not supported yet'
+        " (supported: sqlite, kubernetes, nameformat, dns)"
     ]
 
 
@@ -178,7 +179,7 @@ spec:
     assert problems(tmp_path, text) == [
         'spec.nameResolution.configuratoin: unknown field (did you mean "configuration"?)',
         'spec.nameResolution.version: "v2" is not supported (supported: v1)',
-        "spec.nameResolution.component: missing (supported: sqlite)",
+        "spec.nameResolution.component: missing (supported: sqlite, kubernetes, nameformat, dns)",
     ]
     assert problems(tmp_path, HEADER + "spec:\n  nameResolution: sqlite\n") == [
         "spec.nameResolution: expected a mapping, got a string"

@@ -1,21 +1,36 @@
+"""Name resolution: the BalancedResolver over a fake InstanceSource and a fake clock
+(cache, stale answers, negative answers, one refresh in flight, balancing, ejection and
+probing), the SQLite source over a real registry, and the registry heartbeat."""
+
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
+from proxy.discovery.answer_cache import CachePolicy
+from proxy.discovery.balanced_resolver import BalancedResolver
+from proxy.discovery.outlier import OutlierPolicy
 from proxy.discovery.registry import Endpoint, Registration, RegistryError, SqliteRegistry
 from proxy.discovery.resolver import (
+    AppNotFoundError,
     RegistryHeartbeat,
     RegistryUnavailable,
     ResolveError,
-    SqliteResolver,
 )
+from proxy.discovery.source import AppNotFound, Instances, SourceUnavailable
+from proxy.discovery.sqlite_source import SqliteSource
 
 A = Endpoint("127.0.0.1", 5001)
 B = Endpoint("127.0.0.1", 5002)
+C = Endpoint("127.0.0.1", 5003)
+T = TypeVar("T")
 
 
 class FakeClock:
@@ -26,115 +41,390 @@ class FakeClock:
         return self.now
 
 
-class FakeRegistry:
-    def __init__(self, table: dict[tuple[str, str], list[Endpoint]]) -> None:
+class FakeSource:
+    """Answers from a table; ``fail`` makes lookups unavailable; ``gate`` holds them."""
+
+    def __init__(self, table: dict[tuple[str, str], list[Endpoint]], ttl: float = 5.0) -> None:
         self.table = table
+        self.ttl = ttl
         self.queries = 0
         self.fail = False
+        self.gate: asyncio.Event | None = None
 
-    def lookup(self, app_id: str, namespace: str) -> list[Endpoint]:
+    async def lookup(self, app_id: str, namespace: str) -> Instances:
         self.queries += 1
+        if self.gate is not None:
+            await self.gate.wait()
         if self.fail:
-            raise RegistryError("registry /x/registry.db: cannot look up: database is locked")
-        return list(self.table.get((app_id, namespace), []))
+            raise SourceUnavailable("dns server 198.18.0.1:53 did not answer")
+        found = self.table.get((app_id, namespace))
+        if found is None:
+            raise AppNotFound(f"{app_id}.{namespace}.example does not exist (NXDOMAIN)", 30.0)
+        return Instances(list(found), self.ttl)
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
 
 
-def resolve(resolver: SqliteResolver, app_id: str = "orders", ns: str = "default") -> Endpoint:
-    return asyncio.run(resolver.resolve(app_id, ns))
+class FakeProbe:
+    def __init__(self) -> None:
+        self.up: set[Endpoint] = set()
+        self.probed: list[Endpoint] = []
+
+    async def __call__(self, endpoint: Endpoint) -> bool:
+        self.probed.append(endpoint)
+        return endpoint in self.up
 
 
-def test_cache_within_ttl_does_not_requery() -> None:
+def make(
+    source: FakeSource,
+    clock: FakeClock,
+    probe: FakeProbe | None = None,
+    **outlier: float,
+) -> BalancedResolver:
+    return BalancedResolver(
+        source,
+        clock=clock,
+        probe=probe or FakeProbe(),
+        cache=CachePolicy(stale_window=60.0),
+        outlier=OutlierPolicy(**outlier),  # type: ignore[arg-type]
+        rng=random.Random(3),
+        probe_interval=None,
+    )
+
+
+def run(scenario: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(scenario())
+
+
+async def settle() -> None:
+    """Let background refreshes (which finish without waiting on anything) run."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_fresh_answers_come_from_the_cache_and_spread_over_instances() -> None:
+    source = FakeSource({("orders", "default"): [A, B]})
+    resolver = make(source, FakeClock())
+
+    async def scenario() -> set[Endpoint]:
+        return {await resolver.resolve("orders", "default") for _ in range(40)}
+
+    assert run(scenario) == {A, B}
+    assert source.queries == 1
+
+
+def test_namespaces_are_separate_keys() -> None:
+    source = FakeSource({("orders", "default"): [A], ("orders", "prod"): [B]})
+    resolver = make(source, FakeClock())
+
+    async def scenario() -> tuple[Endpoint, Endpoint]:
+        return await resolver.resolve("orders", "default"), await resolver.resolve("orders", "prod")
+
+    assert run(scenario) == (A, B)
+
+
+def test_an_expired_answer_is_used_while_one_background_refresh_runs() -> None:
     clock = FakeClock()
-    fake = FakeRegistry({("orders", "default"): [A]})
-    resolver = SqliteResolver(fake, clock=clock, ttl=1.0)
-    assert resolve(resolver) == A
-    clock.now += 0.99
-    assert resolve(resolver) == A
-    assert fake.queries == 1
-    fake.table[("orders", "default")] = [B]
-    clock.now += 0.01
-    assert resolve(resolver) == B
-    assert fake.queries == 2
+    source = FakeSource({("orders", "default"): [A]})
+    resolver = make(source, clock)
+
+    async def scenario() -> list[Endpoint]:
+        await resolver.resolve("orders", "default")
+        source.table[("orders", "default")] = [B]
+        source.gate = asyncio.Event()
+        clock.now += 6
+        first = [await resolver.resolve("orders", "default") for _ in range(5)]
+        await settle()
+        first += [await resolver.resolve("orders", "default") for _ in range(5)]
+        assert source.queries == 2  # one refresh for five calls
+        source.gate.set()
+        await settle()
+        return [*first, await resolver.resolve("orders", "default")]
+
+    assert run(scenario) == [A] * 10 + [B]
 
 
-def test_round_robin_across_instances() -> None:
+def test_first_callers_wait_for_one_lookup() -> None:
+    source = FakeSource({("orders", "default"): [A]})
+    resolver = make(source, FakeClock())
+
+    async def scenario() -> list[Endpoint]:
+        source.gate = asyncio.Event()
+        calls = [asyncio.create_task(resolver.resolve("orders", "default")) for _ in range(5)]
+        await settle()
+        source.gate.set()
+        return list(await asyncio.gather(*calls))
+
+    assert run(scenario) == [A] * 5
+    assert source.queries == 1
+
+
+def test_a_cancelled_waiter_does_not_cancel_the_lookup() -> None:
+    source = FakeSource({("orders", "default"): [A]})
+    resolver = make(source, FakeClock())
+
+    async def scenario() -> Endpoint:
+        source.gate = asyncio.Event()
+        first = asyncio.create_task(resolver.resolve("orders", "default"))
+        second = asyncio.create_task(resolver.resolve("orders", "default"))
+        await settle()
+        first.cancel()
+        source.gate.set()
+        return await second
+
+    assert run(scenario) == A
+    assert source.queries == 1
+
+
+def test_an_unknown_app_fails_at_once_with_the_sources_reason_and_is_cached() -> None:
     clock = FakeClock()
-    resolver = SqliteResolver(FakeRegistry({("orders", "default"): [A, B]}), clock=clock)
-    assert [resolve(resolver) for _ in range(4)] == [A, B, A, B]
-    clock.now += 5  # the rotation survives a refresh
-    assert resolve(resolver) == A
+    source = FakeSource({})
+    resolver = make(source, clock)
+
+    async def scenario() -> None:
+        with pytest.raises(AppNotFoundError, match="NXDOMAIN") as info:
+            await resolver.resolve("orders", "default")
+        assert str(info.value).startswith("app id orders not found in namespace default")
+        with pytest.raises(AppNotFoundError):
+            await resolver.resolve("orders", "default")
+        assert source.queries == 1  # negative answer cached
+        clock.now += 5  # the negative TTL is capped at 5 s
+        source.table[("orders", "default")] = [A]
+        assert await resolver.resolve("orders", "default") == A
+
+    run(scenario)
 
 
-def test_keys_are_per_app_and_namespace() -> None:
-    fake = FakeRegistry({("orders", "default"): [A], ("orders", "prod"): [B]})
-    resolver = SqliteResolver(fake, clock=FakeClock())
-    assert resolve(resolver, "orders", "default") == A
-    assert resolve(resolver, "orders", "prod") == B
-    assert fake.queries == 2
-
-
-def test_unknown_app_raises_fast_and_is_cached_for_the_ttl() -> None:
+def test_stale_answers_are_served_within_the_window_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     clock = FakeClock()
-    fake = FakeRegistry({})
-    resolver = SqliteResolver(fake, clock=clock, ttl=1.0)
-    for _ in range(3):
-        with pytest.raises(ResolveError) as info:
-            resolve(resolver)
-        assert str(info.value) == "app id orders not found in namespace default"
-    assert fake.queries == 1
-    fake.table[("orders", "default")] = [A]
-    clock.now += 1.0
-    assert resolve(resolver) == A
-    assert fake.queries == 2
+    source = FakeSource({("orders", "default"): [A]})
+    resolver = make(source, clock)
+    caplog.set_level(logging.INFO, "tether.resolve")
+
+    async def scenario() -> None:
+        await resolver.resolve("orders", "default")
+        source.fail = True
+        for _ in range(50):  # 50 s of failing refreshes
+            clock.now += 1
+            assert await resolver.resolve("orders", "default") == A
+            await settle()
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1
+        assert "using the last answer" in warnings[0].getMessage()
+        clock.now += 16  # past the 60 s window from the first failure
+        await settle()
+        await resolver.resolve("orders", "default")  # hands out a refresh, which fails
+
+    with pytest.raises(RegistryUnavailable, match="did not answer"):
+        run(scenario)
+    assert source.queries > 2
+    assert source.queries < 30  # refreshes back off while failing
 
 
-def test_evict_removes_endpoint_until_refresh() -> None:
+def test_recovery_after_an_outage_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
-    fake = FakeRegistry({("orders", "default"): [A, B]})
-    resolver = SqliteResolver(fake, clock=clock)
-    assert resolve(resolver) == A
-    resolver.evict("orders", "default", A)
-    assert [resolve(resolver) for _ in range(3)] == [B, B, B]
-    resolver.evict("orders", "default", A)  # already gone: no error
-    resolver.evict("billing", "default", A)  # never resolved: no error
-    clock.now += 1.0
-    assert {resolve(resolver), resolve(resolver)} == {A, B}
+    source = FakeSource({("orders", "default"): [A]})
+    resolver = make(source, clock)
+    caplog.set_level(logging.INFO, "tether.resolve")
+
+    async def scenario() -> None:
+        await resolver.resolve("orders", "default")
+        source.fail = True
+        clock.now += 6
+        await resolver.resolve("orders", "default")
+        await settle()
+        source.fail = False
+        clock.now += 2
+        await resolver.resolve("orders", "default")
+        await settle()
+
+    run(scenario)
+    assert "works again" in caplog.text
 
 
-def test_evicting_the_last_endpoint_asks_the_registry_again() -> None:
-    fake = FakeRegistry({("orders", "default"): [A]})
-    resolver = SqliteResolver(fake, clock=FakeClock())
-    assert resolve(resolver) == A
-    resolver.evict("orders", "default", A)
-    assert resolve(resolver) == A
-    assert fake.queries == 2
+def test_a_source_failure_with_nothing_cached_fails_the_call() -> None:
+    source = FakeSource({("orders", "default"): [A]})
+    source.fail = True
+    resolver = make(source, FakeClock())
+
+    async def scenario() -> None:
+        with pytest.raises(RegistryUnavailable, match="did not answer") as info:
+            await resolver.resolve("orders", "default")
+        assert isinstance(info.value, ResolveError)
+        assert not isinstance(info.value, AppNotFoundError)
+        # Within the retry delay the next call fails without asking again.
+        with pytest.raises(RegistryUnavailable, match="lookups are failing"):
+            await resolver.resolve("orders", "default")
+        assert source.queries == 1
+
+    run(scenario)
 
 
-def test_registry_failure_is_a_resolve_error() -> None:
-    fake = FakeRegistry({})
-    fake.fail = True
-    resolver = SqliteResolver(fake, clock=FakeClock())
-    with pytest.raises(RegistryUnavailable, match="database is locked") as info:
-        resolve(resolver)
-    assert isinstance(info.value, ResolveError)
-    assert isinstance(info.value.__cause__, RegistryError)
+def test_connection_failures_eject_and_the_pick_skips_the_instance() -> None:
+    clock = FakeClock()
+    source = FakeSource({("orders", "default"): [A, B]})
+    resolver = make(source, clock, consecutive_failures=3)
+
+    async def scenario() -> set[Endpoint]:
+        await resolver.resolve("orders", "default")
+        for _ in range(3):
+            resolver.started("orders", "default", A)
+            resolver.finished("orders", "default", A, 0.001, False)
+        return {await resolver.resolve("orders", "default") for _ in range(30)}
+
+    assert run(scenario) == {B}
 
 
-def test_close_clears_the_cache() -> None:
-    fake = FakeRegistry({("orders", "default"): [A]})
-    resolver = SqliteResolver(fake, clock=FakeClock())
-    resolve(resolver)
-    asyncio.run(resolver.close())
-    resolve(resolver)
-    assert fake.queries == 2
+def test_evict_counts_as_a_connection_failure() -> None:
+    source = FakeSource({("orders", "default"): [A, B]})
+    resolver = make(source, FakeClock(), consecutive_failures=2)
+
+    async def scenario() -> set[Endpoint]:
+        await resolver.resolve("orders", "default")
+        resolver.evict("orders", "default", A)
+        resolver.evict("orders", "default", A)
+        resolver.evict("billing", "default", A)  # never resolved: ignored
+        return {await resolver.resolve("orders", "default") for _ in range(30)}
+
+    assert run(scenario) == {B}
 
 
-def test_resolver_over_a_real_registry(tmp_path: Path) -> None:
+def test_a_probe_brings_an_ejected_instance_back_without_a_real_call() -> None:
+    clock = FakeClock()
+    probe = FakeProbe()
+    source = FakeSource({("orders", "default"): [A, B]}, ttl=1000)
+    resolver = make(source, clock, probe, consecutive_failures=1, base_ejection_time=10)
+
+    async def scenario() -> None:
+        await resolver.resolve("orders", "default")
+        resolver.finished("orders", "default", A, 0.001, False)
+        assert await resolver.probe_due() == 0  # still within its ejection time
+        clock.now += 10
+        assert await resolver.probe_due() == 1  # A is down: ejected again, for longer
+        assert {await resolver.resolve("orders", "default") for _ in range(20)} == {B}
+        clock.now += 10
+        assert await resolver.probe_due() == 0  # second ejection lasts 20 s
+        clock.now += 10
+        probe.up.add(A)
+        assert await resolver.probe_due() == 1
+        assert {await resolver.resolve("orders", "default") for _ in range(40)} == {A, B}
+
+    run(scenario)
+    assert probe.probed == [A, A]
+
+
+def test_the_background_prober_runs_while_something_is_ejected() -> None:
+    probe = FakeProbe()
+    probe.up.add(A)
+    source = FakeSource({("orders", "default"): [A, B]}, ttl=1000)
+    resolver = BalancedResolver(
+        source,
+        clock=time.monotonic,
+        probe=probe,
+        outlier=OutlierPolicy(consecutive_failures=1, base_ejection_time=0.01),
+        probe_interval=0.01,
+    )
+
+    async def scenario() -> None:
+        await resolver.resolve("orders", "default")
+        resolver.finished("orders", "default", A, 0.001, False)
+        async with asyncio.timeout(10):
+            while not probe.probed:
+                await asyncio.sleep(0.01)
+        await resolver.close()
+
+    run(scenario)
+    assert probe.probed[0] == A
+
+
+def test_an_instance_missing_from_a_new_answer_stops_getting_calls() -> None:
+    clock = FakeClock()
+    source = FakeSource({("orders", "default"): [A, B]})
+    resolver = make(source, clock)
+
+    async def scenario() -> set[Endpoint]:
+        await resolver.resolve("orders", "default")
+        source.table[("orders", "default")] = [B, C]
+        clock.now += 6
+        await resolver.resolve("orders", "default")  # starts the refresh
+        await settle()
+        return {await resolver.resolve("orders", "default") for _ in range(40)}
+
+    assert run(scenario) == {B, C}
+
+
+def test_close_stops_refreshes() -> None:
+    source = FakeSource({("orders", "default"): [A]})
+    resolver = make(source, FakeClock())
+
+    async def scenario() -> None:
+        source.gate = asyncio.Event()
+        call = asyncio.create_task(resolver.resolve("orders", "default"))
+        await settle()
+        await resolver.close()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+
+    run(scenario)
+
+
+def test_sqlite_source_over_a_real_registry(tmp_path: Path) -> None:
     registry = SqliteRegistry(tmp_path / "registry.db", clock=time.time)
     try:
         registry.register(Registration("r1", "orders", "default", A))
-        resolver = SqliteResolver(registry, clock=time.monotonic)
-        assert resolve(resolver) == A
+        registry.register(Registration("r2", "orders", "default", B))
+        resolver = BalancedResolver(
+            SqliteSource(registry, None), clock=time.monotonic, probe=FakeProbe()
+        )
+
+        async def scenario() -> set[Endpoint]:
+            found = {await resolver.resolve("orders", "default") for _ in range(40)}
+            with pytest.raises(AppNotFoundError):
+                await resolver.resolve("billing", "default")
+            await resolver.close()
+            return found
+
+        assert run(scenario) == {A, B}
+    finally:
+        registry.close()
+
+
+def test_sqlite_source_reports_a_broken_registry_as_unavailable(tmp_path: Path) -> None:
+    registry = SqliteRegistry(tmp_path / "registry.db", clock=time.time)
+
+    def locked(app_id: str, namespace: str) -> list[Endpoint]:
+        raise RegistryError("registry x: cannot look up: database is locked")
+
+    registry.lookup = locked  # type: ignore[method-assign]
+    resolver = BalancedResolver(
+        SqliteSource(registry, None), clock=time.monotonic, probe=FakeProbe()
+    )
+    try:
+        with pytest.raises(RegistryUnavailable, match="database is locked"):
+            run(lambda: resolver.resolve("orders", "default"))
+    finally:
+        registry.close()
+
+
+def test_sqlite_source_start_and_close_run_the_heartbeat(tmp_path: Path) -> None:
+    registry = SqliteRegistry(tmp_path / "registry.db", clock=time.time)
+    heartbeat = RegistryHeartbeat(registry, Registration("r1", "orders", "default", A), 60)
+    source = SqliteSource(registry, heartbeat)
+
+    async def scenario() -> None:
+        await source.start()
+        assert registry.lookup("orders", "default") == [A]
+        await source.close()
+        assert registry.lookup("orders", "default") == []
+
+    try:
+        run(scenario)
     finally:
         registry.close()
 
