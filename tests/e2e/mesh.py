@@ -1,0 +1,402 @@
+"""A mesh across "machines": tether sidecars and echo apps inside network namespaces.
+
+Each ``Node`` is one machine (a namespace from ``netns``) running, as a user would:
+- the echo app on the machine's loopback (``APP_PORT``), logging what it receives to a
+  file on the shared filesystem, so the test counts calls per instance;
+- a ``tether sidecar`` with the same ports on every machine (namespaces do not share
+  ports), its internal gRPC port bound to the machine's 198.18 address through
+  ``DAPR_HOST_IP``, mTLS with one shared CA made by ``tether certs init``;
+- an ``Agent``: a small Python process that makes HTTP calls from inside the machine,
+  since the test process (in the host's namespace) cannot reach a machine's loopback.
+
+Every process has its own handle and is stopped by ``Mesh.close`` (the network's close
+stops anything left). The ``tether`` subprocesses import ``proxy`` the way the test
+process's environment says (``PYTHONPATH``), so a test run picks which code it tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from tests.e2e import netns
+from tests.e2e.dnsmasq import Dnsmasq, Srv
+from tests.e2e.harness import APPS, READY_TIMEOUT, App, Sidecar, tether_command, wait_until
+from tests.e2e.netns import Machine, Network
+
+# The same on every machine, as in a cluster (50002 is the injector's internal port).
+APP_PORT = 3000
+HTTP_PORT = 3500
+INTERNAL_PORT = 50002
+METRICS_PORT = 9090
+DNS_PORT = 53
+CALL_TIMEOUT = 30.0
+# An agent answer never takes longer than its calls' own timeouts; this only stops a
+# wedged agent from hanging the test.
+AGENT_SLACK = 30.0
+
+# Runs inside a machine: one JSON request per stdin line, one JSON answer per line.
+#   {"op": "connect", "port": P}                      -> {"ok": bool}
+#   {"op": "call", "port": P, "method": M, "path": X,
+#    "count": N, "concurrency": C, "timeout": T,
+#    "headers": {...}, "body": str|null}              -> {"results": [{"status", "body"}]}
+# A call that gets no HTTP response has status 0 and the exception in "body".
+AGENT = r"""
+import http.client, json, socket, sys
+from concurrent.futures import ThreadPoolExecutor
+
+def one(req):
+    conn = http.client.HTTPConnection("127.0.0.1", req["port"], timeout=req.get("timeout", 30))
+    try:
+        body = req.get("body")
+        conn.request(req.get("method", "GET"), req["path"],
+                     body=body.encode() if body is not None else None,
+                     headers=req.get("headers") or {})
+        response = conn.getresponse()
+        data = response.read()
+        return {"status": response.status, "body": data.decode("utf-8", "replace")}
+    except OSError as exc:
+        return {"status": 0, "body": f"{type(exc).__name__}: {exc}"}
+    finally:
+        conn.close()
+
+def connect(req):
+    try:
+        with socket.create_connection(("127.0.0.1", req["port"]), timeout=1.0):
+            return {"ok": True}
+    except OSError:
+        return {"ok": False}
+
+for line in sys.stdin:
+    req = json.loads(line)
+    if req["op"] == "connect":
+        answer = connect(req)
+    else:
+        count, workers = req.get("count", 1), req.get("concurrency", 1)
+        if workers <= 1:
+            results = [one(req) for _ in range(count)]
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                results = list(pool.map(lambda _: one(req), range(count)))
+        answer = {"results": results}
+    sys.stdout.write(json.dumps(answer) + "\n")
+    sys.stdout.flush()
+"""
+
+
+@dataclass(frozen=True)
+class Result:
+    status: int  # 0: no HTTP response at all
+    body: str
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Agent:
+    """Makes HTTP calls from inside one machine, through a long-lived helper process."""
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+        self.process = machine.popen(
+            [sys.executable, "-c", AGENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        self._buffer = b""
+
+    def ask(self, request: Mapping[str, object], timeout: float) -> dict[str, Any]:
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None and stdout is not None
+        stdin.write(json.dumps(request).encode() + b"\n")
+        stdin.flush()
+        deadline = time.monotonic() + timeout + AGENT_SLACK
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.process.poll() is not None:
+                raise RuntimeError(f"agent on {self.machine.name} gave no answer to {request}")
+            ready, _, _ = select.select([stdout], [], [], min(left, 1.0))
+            if ready:
+                chunk = os.read(stdout.fileno(), 1 << 16)
+                if not chunk:
+                    raise RuntimeError(f"agent on {self.machine.name} exited")
+                self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def connects(self, port: int) -> bool:
+        return bool(self.ask({"op": "connect", "port": port}, 1.0)["ok"])
+
+    def calls(
+        self,
+        port: int,
+        path: str,
+        *,
+        count: int = 1,
+        method: str = "GET",
+        concurrency: int = 1,
+        timeout: float = CALL_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
+        body: str | None = None,
+    ) -> list[Result]:
+        request = {
+            "op": "call",
+            "port": port,
+            "path": path,
+            "method": method,
+            "count": count,
+            "concurrency": concurrency,
+            "timeout": timeout,
+            "headers": dict(headers or {}),
+            "body": body,
+        }
+        rounds = -(-count // max(concurrency, 1))  # calls one worker makes at most
+        answer = self.ask(request, timeout * rounds)
+        return [Result(r["status"], r["body"]) for r in answer["results"]]
+
+
+@dataclass
+class Node:
+    """One machine running one app instance and its sidecar (or a sidecar alone)."""
+
+    machine: Machine
+    app_id: str
+    namespace: str
+    sidecar: Sidecar
+    agent: Agent
+    app: App | None = None
+
+    @property
+    def address(self) -> str:
+        return self.machine.address
+
+    def invoke(self, target: str, method: str = "hello", **kwargs: Any) -> list[Result]:
+        """Calls to ``target`` (``id`` or ``id.namespace``) through this node's sidecar."""
+        return self.agent.calls(HTTP_PORT, f"/v1.0/invoke/{target}/method/{method}", **kwargs)
+
+    def received(self) -> int:
+        """How many requests this node's app has received so far."""
+        return len(self.app.received()) if self.app is not None else 0
+
+    def metrics(self) -> str:
+        results = self.agent.calls(METRICS_PORT, "/metrics", timeout=5.0)
+        assert results[0].status == 200, results[0]
+        return results[0].body
+
+    def kill(self) -> None:
+        """SIGKILL the sidecar and its app: a crashed instance, no goodbye."""
+        for process in (self.sidecar.process, self.app.process if self.app else None):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+@dataclass
+class Mesh:
+    """Nodes on one ``Network``, all under ``root`` (shared HOME, certs, logs)."""
+
+    network: Network
+    root: Path
+    mtls: bool = True
+    nodes: list[Node] = field(default_factory=list)
+    servers: list[Dnsmasq] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.home = self.root / "home"
+        self.home.mkdir(exist_ok=True)
+        self.env = {**os.environ, "HOME": str(self.home)}
+        for name in ("DAPR_API_TOKEN", "APP_API_TOKEN", "NAMESPACE", "DAPR_HOST_IP"):
+            self.env.pop(name, None)
+        self.certs_dir = self.root / "certs"
+        if self.mtls:
+            made = subprocess.run(
+                [*tether_command(), "certs", "init", "--dir", str(self.certs_dir)],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert made.returncode == 0, made.stderr
+
+    def machine(self, name: str) -> Machine:
+        return self.network.machines.get(name) or self.network.machine(name)
+
+    def config(self, name: str, spec: Mapping[str, object]) -> Path:
+        """A Configuration file with ``spec`` (JSON is YAML, so no YAML writer needed)."""
+        path = self.root / f"{name}.yaml"
+        document = {
+            "apiVersion": "dapr.io/v1alpha1",
+            "kind": "Configuration",
+            "metadata": {"name": name},
+            "spec": dict(spec),
+        }
+        path.write_text(json.dumps(document, indent=2) + "\n")
+        return path
+
+    def node(
+        self,
+        name: str,
+        app_id: str,
+        *,
+        app: bool = True,
+        config: Path | None = None,
+        namespace: str = "default",
+        internal_port: int = INTERNAL_PORT,
+        extra: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        wait: bool = True,
+    ) -> Node:
+        """Start (on a new machine ``name``) the echo app, if wanted, and a sidecar."""
+        machine = self.machine(name)
+        agent = Agent(machine)
+        started_app = self._app(machine, agent) if app else None
+        args = [
+            *tether_command(),
+            "sidecar",
+            "--app-id", app_id,
+            "--dapr-http-port", str(HTTP_PORT),
+            "--dapr-internal-grpc-port", str(internal_port),
+            "--metrics-port", str(METRICS_PORT),
+            "--metrics-listen-address", "127.0.0.1",
+            f"--enable-mtls={'true' if self.mtls else 'false'}",
+        ]  # fmt: skip
+        if self.mtls:
+            args += ["--certs-dir", str(self.certs_dir)]
+        if started_app is not None:
+            args += ["--app-port", str(APP_PORT)]
+        if config is not None:
+            args += ["--config", str(config)]
+        args += list(extra)
+        sidecar_env = {
+            **self.env,
+            "DAPR_HOST_IP": machine.address,
+            "NAMESPACE": namespace,
+            **(env or {}),
+        }
+        log_path = self.root / f"sidecar-{name}.log"
+        with open(log_path, "ab") as log:
+            process = machine.popen(args, env=sidecar_env, stdout=log, stderr=subprocess.STDOUT)
+        sidecar = Sidecar(app_id, HTTP_PORT, process, log_path)
+        node = Node(machine, app_id, namespace, sidecar, agent, started_app)
+        self.nodes.append(node)
+        if wait:
+            self.wait_ready(node)
+        return node
+
+    def _app(self, machine: Machine, agent: Agent) -> App:
+        log_path = self.root / f"app-{machine.name}.jsonl"
+        process = machine.popen(
+            [sys.executable, str(APPS / "echo_app.py"), str(APP_PORT), str(log_path)]
+        )
+        wait_until(
+            lambda: process.poll() is None and agent.connects(APP_PORT),
+            f"the echo app on {machine.name} listens",
+        )
+        return App(APP_PORT, log_path, process)
+
+    def wait_ready(self, node: Node) -> None:
+        def ready() -> bool:
+            if node.sidecar.process.poll() is not None:
+                raise RuntimeError(
+                    f"sidecar on {node.machine.name} exited early:\n{node.sidecar.log()}"
+                )
+            result = node.agent.calls(HTTP_PORT, "/v1.0/healthz", timeout=2.0)[0]
+            return result.status == 204
+
+        try:
+            wait_until(ready, f"sidecar on {node.machine.name} is ready", READY_TIMEOUT)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{node.sidecar.log()}") from exc
+
+    def dns(
+        self,
+        name: str = "dns",
+        *,
+        hosts: Mapping[str, Sequence[str]] | None = None,
+        srv: Sequence[Srv] = (),
+        ttl: int = 5,
+        zones: Sequence[str] = ("mesh.test",),
+    ) -> Dnsmasq:
+        """Start dnsmasq on its own machine, port 53 on its 198.18 address (so a
+        resolv.conf can name it); stopped by ``close``."""
+        machine = self.machine(name)
+        server = Dnsmasq(
+            self.root / f"dnsmasq-{name}",
+            listen=machine.address,
+            port=DNS_PORT,
+            ttl=ttl,
+            zones=zones,
+            hosts=hosts,
+            srv=srv,
+            launcher=machine.launcher,
+        )
+        self.servers.append(server)
+        return server.start()
+
+    def close(self) -> None:
+        """Stop every sidecar, app, agent and DNS server this mesh started."""
+        for server in self.servers:
+            server.stop()
+        for node in reversed(self.nodes):
+            processes = [node.sidecar.process, node.agent.process]
+            if node.app is not None:
+                processes.append(node.app.process)
+            for process in processes:
+                _stop(process)
+
+    def __enter__(self) -> Mesh:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    for stream in (process.stdin, process.stdout):
+        if stream is not None:
+            stream.close()
+
+
+def mesh_fixture(root: Path, *, mtls: bool = True) -> Iterator[Mesh]:
+    """Body of a pytest fixture: ``yield from mesh_fixture(tmp_path)`` (skips where
+    namespaces are unavailable). The mesh is closed before its network."""
+    netns.require_netns()
+    netns.sweep_stale()
+    with Network() as network, Mesh(network, root, mtls=mtls) as mesh:
+        yield mesh
+
+
+def shares(nodes: Sequence[Node], before: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Requests each node's app received (since ``before``), by machine name."""
+    counts = Counter({node.machine.name: node.received() for node in nodes})
+    if before:
+        counts.subtract(before)
+    return dict(counts)
