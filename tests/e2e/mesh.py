@@ -227,6 +227,7 @@ class Mesh:
             made = subprocess.run(
                 [*tether_command(), "certs", "init", "--dir", str(self.certs_dir)],
                 env=self.env,
+                cwd=self.root,
                 capture_output=True,
                 text=True,
                 timeout=60,
@@ -291,7 +292,10 @@ class Mesh:
         }
         log_path = self.root / f"sidecar-{name}.log"
         with open(log_path, "ab") as log:
-            process = machine.popen(args, env=sidecar_env, stdout=log, stderr=subprocess.STDOUT)
+            # cwd: not a checkout, so `python -m proxy` imports what PYTHONPATH says.
+            process = machine.popen(
+                args, env=sidecar_env, stdout=log, stderr=subprocess.STDOUT, cwd=self.root
+            )
         sidecar = Sidecar(app_id, HTTP_PORT, process, log_path)
         node = Node(machine, app_id, namespace, sidecar, agent, started_app)
         self.nodes.append(node)
@@ -400,3 +404,18 @@ def shares(nodes: Sequence[Node], before: Mapping[str, int] | None = None) -> di
     if before:
         counts.subtract(before)
     return dict(counts)
+
+
+def queries(server: Dnsmasq, name: str) -> Counter[str]:
+    """How many queries (by type: A, AAAA, SRV...) dnsmasq has logged for ``name``,
+    the SRV name ``_dapr-internal._tcp.<name>`` included (as "SRV")."""
+    counts: Counter[str] = Counter()
+    for line in server.log().splitlines():
+        _, found, rest = line.partition(": query[")
+        if not found:
+            continue
+        kind, _, tail = rest.partition("] ")
+        queried = tail.split(" ", 1)[0]
+        if queried in (name, f"_dapr-internal._tcp.{name}"):
+            counts[kind] += 1
+    return counts
