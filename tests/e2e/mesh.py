@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from typing import Any
 from tests.e2e import netns
 from tests.e2e.dnsmasq import Dnsmasq, Srv
 from tests.e2e.harness import APPS, READY_TIMEOUT, App, Sidecar, tether_command, wait_until
+from tests.e2e.mesh_agent import Agent, Result
 from tests.e2e.netns import Machine, Network
 
 # The same on every machine, as in a cluster (50002 is the injector's internal port).
@@ -41,132 +40,8 @@ HTTP_PORT = 3500
 INTERNAL_PORT = 50002
 METRICS_PORT = 9090
 DNS_PORT = 53
-CALL_TIMEOUT = 30.0
-# An agent answer never takes longer than its calls' own timeouts; this only stops a
-# wedged agent from hanging the test.
-AGENT_SLACK = 30.0
-
-# Runs inside a machine: one JSON request per stdin line, one JSON answer per line.
-#   {"op": "connect", "port": P}                      -> {"ok": bool}
-#   {"op": "call", "port": P, "method": M, "path": X,
-#    "count": N, "concurrency": C, "timeout": T,
-#    "headers": {...}, "body": str|null}              -> {"results": [{"status", "body"}]}
-# A call that gets no HTTP response has status 0 and the exception in "body".
-AGENT = r"""
-import http.client, json, socket, sys
-from concurrent.futures import ThreadPoolExecutor
-
-def one(req):
-    conn = http.client.HTTPConnection("127.0.0.1", req["port"], timeout=req.get("timeout", 30))
-    try:
-        body = req.get("body")
-        conn.request(req.get("method", "GET"), req["path"],
-                     body=body.encode() if body is not None else None,
-                     headers=req.get("headers") or {})
-        response = conn.getresponse()
-        data = response.read()
-        return {"status": response.status, "body": data.decode("utf-8", "replace")}
-    except OSError as exc:
-        return {"status": 0, "body": f"{type(exc).__name__}: {exc}"}
-    finally:
-        conn.close()
-
-def connect(req):
-    try:
-        with socket.create_connection(("127.0.0.1", req["port"]), timeout=1.0):
-            return {"ok": True}
-    except OSError:
-        return {"ok": False}
-
-for line in sys.stdin:
-    req = json.loads(line)
-    if req["op"] == "connect":
-        answer = connect(req)
-    else:
-        count, workers = req.get("count", 1), req.get("concurrency", 1)
-        if workers <= 1:
-            results = [one(req) for _ in range(count)]
-        else:
-            with ThreadPoolExecutor(workers) as pool:
-                results = list(pool.map(lambda _: one(req), range(count)))
-        answer = {"results": results}
-    sys.stdout.write(json.dumps(answer) + "\n")
-    sys.stdout.flush()
-"""
-
-
-@dataclass(frozen=True)
-class Result:
-    status: int  # 0: no HTTP response at all
-    body: str
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class Agent:
-    """Makes HTTP calls from inside one machine, through a long-lived helper process."""
-
-    def __init__(self, machine: Machine) -> None:
-        self.machine = machine
-        self.process = machine.popen(
-            [sys.executable, "-c", AGENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-        )
-        self._buffer = b""
-
-    def ask(self, request: Mapping[str, object], timeout: float) -> dict[str, Any]:
-        stdin, stdout = self.process.stdin, self.process.stdout
-        assert stdin is not None and stdout is not None
-        stdin.write(json.dumps(request).encode() + b"\n")
-        stdin.flush()
-        deadline = time.monotonic() + timeout + AGENT_SLACK
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or self.process.poll() is not None:
-                raise RuntimeError(f"agent on {self.machine.name} gave no answer to {request}")
-            ready, _, _ = select.select([stdout], [], [], min(left, 1.0))
-            if ready:
-                chunk = os.read(stdout.fileno(), 1 << 16)
-                if not chunk:
-                    raise RuntimeError(f"agent on {self.machine.name} exited")
-                self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        answer: dict[str, Any] = json.loads(line)
-        return answer
-
-    def connects(self, port: int) -> bool:
-        return bool(self.ask({"op": "connect", "port": port}, 1.0)["ok"])
-
-    def calls(
-        self,
-        port: int,
-        path: str,
-        *,
-        count: int = 1,
-        method: str = "GET",
-        concurrency: int = 1,
-        timeout: float = CALL_TIMEOUT,
-        headers: Mapping[str, str] | None = None,
-        body: str | None = None,
-    ) -> list[Result]:
-        request = {
-            "op": "call",
-            "port": port,
-            "path": path,
-            "method": method,
-            "count": count,
-            "concurrency": concurrency,
-            "timeout": timeout,
-            "headers": dict(headers or {}),
-            "body": body,
-        }
-        rounds = -(-count // max(concurrency, 1))  # calls one worker makes at most
-        answer = self.ask(request, timeout * rounds)
-        return [Result(r["status"], r["body"]) for r in answer["results"]]
+DOMAIN = "mesh.test"
+NAME_TEMPLATE = "{appid}.{namespace}.svc." + DOMAIN
 
 
 @dataclass
@@ -335,7 +210,7 @@ class Mesh:
         hosts: Mapping[str, Sequence[str]] | None = None,
         srv: Sequence[Srv] = (),
         ttl: int = 5,
-        zones: Sequence[str] = ("mesh.test",),
+        zones: Sequence[str] = (DOMAIN,),
     ) -> Dnsmasq:
         """Start dnsmasq on its own machine, port 53 on its 198.18 address (so a
         resolv.conf can name it); stopped by ``close``."""
@@ -374,6 +249,52 @@ class Mesh:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def dns_name(app_id: str, namespace: str = "default") -> str:
+    """The name the ``dns`` resolver looks up (``NAME_TEMPLATE``)."""
+    return NAME_TEMPLATE.format(appid=app_id, namespace=namespace)
+
+
+def resolution_config(mesh: Mesh, resolver: str, server: Dnsmasq | None = None) -> Path:
+    """A Configuration selecting ``resolver``: ``sqlite`` with one registry file shared
+    by every machine, or ``dns`` asking ``server`` for ``NAME_TEMPLATE``."""
+    if resolver == "sqlite":
+        configuration: dict[str, object] = {
+            "connectionString": str(mesh.root / "registry.db"),
+            "updateInterval": "1s",
+        }
+    elif resolver == "dns":
+        assert server is not None, "the dns resolver needs a server"
+        configuration = {"name": NAME_TEMPLATE, "nameservers": [server.nameserver]}
+    else:
+        raise ValueError(f"unknown resolver {resolver!r}")
+    spec = {"nameResolution": {"component": resolver, "configuration": configuration}}
+    return mesh.config(resolver, spec)
+
+
+@dataclass
+class Deployment:
+    """A caller ("checkout", no app) and the instances of one app it calls."""
+
+    caller: Node
+    instances: list[Node]
+    config: Path
+    server: Dnsmasq | None = None  # the DNS server, for ``dns``
+
+
+def deploy(
+    mesh: Mesh, resolver: str, instances: int, *, app_id: str = "orders", ttl: int = 5
+) -> Deployment:
+    """``instances`` machines running ``app_id`` and one caller, found via ``resolver``;
+    with ``dns``, a dnsmasq (records with ``ttl``) lists every instance."""
+    server = mesh.dns(ttl=ttl) if resolver == "dns" else None
+    config = resolution_config(mesh, resolver, server)
+    nodes = [mesh.node(f"{app_id}{i}", app_id, config=config) for i in range(1, instances + 1)]
+    if server is not None:
+        server.set_hosts({dns_name(app_id): [node.address for node in nodes]})
+    caller = mesh.node("checkout", "checkout", app=False, config=config)
+    return Deployment(caller, nodes, config, server)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

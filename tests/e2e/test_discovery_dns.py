@@ -20,13 +20,19 @@ import pytest
 
 from tests.e2e.dnsmasq import Dnsmasq, Srv, require_dnsmasq
 from tests.e2e.harness import wait_until
-from tests.e2e.mesh import INTERNAL_PORT, Mesh, Node, Result, mesh_fixture, queries, shares
-
-DOMAIN = "mesh.test"
-NAME_TEMPLATE = "{appid}.{namespace}.svc." + DOMAIN
-# Generous bounds on waits for things that should happen within seconds; never asserted
-# as timings, only as "it did happen".
-DETECT_TIMEOUT = 60.0
+from tests.e2e.mesh import (
+    DOMAIN,
+    INTERNAL_PORT,
+    Mesh,
+    Node,
+    deploy,
+    dns_name,
+    mesh_fixture,
+    queries,
+    resolution_config,
+    shares,
+)
+from tests.e2e.mesh_agent import Result
 
 
 @pytest.fixture
@@ -35,32 +41,15 @@ def mesh(tmp_path: Path) -> Iterator[Mesh]:
     yield from mesh_fixture(tmp_path)
 
 
-def dns_name(app_id: str, namespace: str = "default") -> str:
-    return NAME_TEMPLATE.format(appid=app_id, namespace=namespace)
+def cluster(mesh: Mesh, instances: int, *, ttl: int = 5) -> tuple[Dnsmasq, Node, list[Node]]:
+    """dnsmasq, the caller, and ``instances`` instances of orders, all in DNS."""
+    deployment = deploy(mesh, "dns", instances, ttl=ttl)
+    assert deployment.server is not None
+    return deployment.server, deployment.caller, deployment.instances
 
 
 def dns_config(mesh: Mesh, server: Dnsmasq) -> Path:
-    return mesh.config(
-        "dns",
-        {
-            "nameResolution": {
-                "component": "dns",
-                "configuration": {"name": NAME_TEMPLATE, "nameservers": [server.nameserver]},
-            }
-        },
-    )
-
-
-def cluster(
-    mesh: Mesh, instances: int, *, ttl: int = 5, app_id: str = "orders"
-) -> tuple[Dnsmasq, Node, list[Node]]:
-    """dnsmasq, the caller, and ``instances`` instances of ``app_id`` all in DNS."""
-    server = mesh.dns(ttl=ttl)
-    config = dns_config(mesh, server)
-    orders = [mesh.node(f"{app_id}{i}", app_id, config=config) for i in range(1, instances + 1)]
-    server.set_hosts({dns_name(app_id): [node.address for node in orders]})
-    checkout = mesh.node("checkout", "checkout", app=False, config=config)
-    return server, checkout, orders
+    return resolution_config(mesh, "dns", server)
 
 
 def all_ok(results: Sequence[Result]) -> bool:
@@ -121,47 +110,11 @@ def test_srv_records_give_each_instance_its_host_and_port(mesh: Mesh) -> None:
     assert queries(server, name)["SRV"] >= 1
 
 
-@pytest.mark.skip(
-    reason="needs the `dns` resolver with per-instance outlier ejection (refused connections)"
-)
-def test_a_killed_instance_costs_a_handful_of_calls_then_none(mesh: Mesh) -> None:
-    _, checkout, (first, second) = cluster(mesh, 2)
-    warm(checkout, [first, second])
-    second.kill()  # SIGKILL; it stays in DNS, so only ejection can take it out
-    after = checkout.invoke("orders", "after", count=30)
-    assert len(statuses(after)) <= 5, statuses(after)
-    before = first.received()
-    steady = checkout.invoke("orders", "steady", count=40, concurrency=4)
-    assert all_ok(steady), statuses(steady)
-    assert first.received() == before + 40
-
-
-@pytest.mark.skip(
-    reason="needs the `dns` resolver with silent-peer detection (connect timeouts, keepalive)"
-)
-def test_a_cut_link_is_detected_and_routed_around(mesh: Mesh) -> None:
-    _, checkout, (first, second) = cluster(mesh, 2)
-    warm(checkout, [first, second])
-    mesh.network.cut(second.machine)  # packets vanish: no refusal, no reset
-    # Calls caught on the silent peer may fail or wait; within a bounded time a whole
-    # batch succeeds (the peer is detected and ejected) ...
-    wait_until(
-        lambda: all_ok(checkout.invoke("orders", "around", count=10, concurrency=2)),
-        "calls are routed around the cut machine",
-        DETECT_TIMEOUT,
-    )
-    # ... and from then on every call does, on the machine still reachable.
-    before = first.received()
-    steady = checkout.invoke("orders", "steady", count=40, concurrency=4)
-    assert all_ok(steady), statuses(steady)
-    assert first.received() == before + 40
-
-
 @pytest.mark.skip(reason="needs the `dns` resolver honouring record TTLs (floor 1 s)")
 def test_an_instance_added_to_dns_gets_traffic_within_the_ttl(mesh: Mesh) -> None:
     ttl = 2
     server, checkout, (first,) = cluster(mesh, 1, ttl=ttl)
-    second = mesh.node("orders2", "orders", config=mesh.root / "dns.yaml")
+    second = mesh.node("orders2", "orders", config=dns_config(mesh, server))
     results = checkout.invoke("orders", count=20, concurrency=2)
     assert all_ok(results), statuses(results)
     assert second.received() == 0  # running, but not in DNS
