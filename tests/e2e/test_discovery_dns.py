@@ -192,29 +192,3 @@ def test_app_dot_namespace_resolves_in_that_namespace(mesh: Mesh) -> None:
     wrong = checkout.invoke("orders")[0]
     assert wrong.status == 500, wrong
     assert queries(server, dns_name("orders", "default"))
-
-
-@pytest.mark.skip(reason="needs the `kubernetes` name resolver (clusterDomain, system resolver)")
-def test_kubernetes_resolver_uses_the_machine_resolv_conf(mesh: Mesh) -> None:
-    server = mesh.dns(zones=(DOMAIN,))
-    config = mesh.config(
-        "kubernetes",
-        {
-            "nameResolution": {
-                "component": "kubernetes",
-                "configuration": {"clusterDomain": DOMAIN},
-            }
-        },
-    )
-    orders = [mesh.node(f"orders{i}", "orders", config=config) for i in (1, 2)]
-    # The headless Service name of Dapr's kubernetes resolver.
-    headless = f"orders-dapr.default.svc.{DOMAIN}"
-    server.set_hosts({headless: [node.address for node in orders]})
-    checkout = mesh.node("checkout", "checkout", app=False, config=config, wait=False)
-    # As in a pod: the system resolver, i.e. this machine's /etc/netns/<ns>/resolv.conf.
-    checkout.machine.set_resolv_conf([server.listen])
-    mesh.wait_ready(checkout)
-    results = checkout.invoke("orders", count=40, concurrency=4)
-    assert all_ok(results), statuses(results)
-    assert_shared(shares(orders), 40)
-    assert queries(server, headless)["A"] >= 1
