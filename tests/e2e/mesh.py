@@ -28,6 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.e2e import netns
 from tests.e2e.dnsmasq import Dnsmasq, Srv
 from tests.e2e.harness import APPS, READY_TIMEOUT, App, Sidecar, tether_command, wait_until
@@ -71,6 +73,15 @@ class Node:
         results = self.agent.calls(METRICS_PORT, "/metrics", timeout=5.0)
         assert results[0].status == 200, results[0]
         return results[0].body
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of the samples of ``name`` whose labels include ``labels`` (0 if none)."""
+        total = 0.0
+        for family in text_string_to_metric_families(self.metrics()):
+            for sample in family.samples:
+                if sample.name == name and labels.items() <= sample.labels.items():
+                    total += sample.value
+        return total
 
     def kill(self) -> None:
         """SIGKILL the sidecar and its app: a crashed instance, no goodbye."""

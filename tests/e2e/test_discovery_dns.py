@@ -34,6 +34,11 @@ from tests.e2e.mesh import (
 )
 from tests.e2e.mesh_agent import Result
 
+# tether's resolution metrics on the caller (dst_app_id, dst_namespace labels).
+LOOKUPS = "tether_resolution_lookups_total"
+STALE = "tether_resolution_stale_total"
+INSTANCES = "tether_resolution_instances"
+
 
 @pytest.fixture
 def mesh(tmp_path: Path) -> Iterator[Mesh]:
@@ -88,6 +93,7 @@ def test_instances_share_calls(mesh: Mesh, instances: int) -> None:
     assert all_ok(results), statuses(results)
     assert results[0].json()["path"] == "/share"
     assert_shared(shares(orders), total)
+    assert checkout.metric(INSTANCES, dst_app_id="orders") == instances
 
 
 @pytest.mark.skip(reason="needs SRV records in the `dns` resolver (_dapr-internal._tcp.<name>)")
@@ -129,6 +135,7 @@ def test_an_instance_added_to_dns_gets_traffic_within_the_ttl(mesh: Mesh) -> Non
         "the added instance receives calls",
         timeout=ttl + 15,
     )
+    assert checkout.metric(INSTANCES, dst_app_id="orders") == 2
 
     # Removed from DNS: it stops getting calls within a TTL plus calls in flight.
     server.set_hosts({dns_name("orders"): [second.address]})
@@ -150,8 +157,10 @@ def test_nxdomain_fails_the_call_at_once(mesh: Mesh) -> None:
     body = result.json()
     assert body["errorCode"] == "ERR_DIRECT_INVOKE"
     assert "nosuchapp" in body["message"]
-    # No retries across seconds: each record type was asked for at most twice (a
-    # resolver retrying like Dapr's 5 x 100 ms would ask five times or more).
+    # No retries across seconds: the sidecar made one lookup, and each record type was
+    # asked for at most twice (a resolver retrying like Dapr's 5 x 100 ms would ask five
+    # times or more).
+    assert checkout.metric(LOOKUPS, dst_app_id="nosuchapp", result="not_found") == 1
     name = dns_name("nosuchapp")
     asked = wait_until(lambda: queries(server, name), "dnsmasq logs the query")
     assert all(count <= 2 for count in asked.values()), asked
@@ -177,7 +186,9 @@ def test_dns_down_does_not_fail_calls_to_known_apps(mesh: Mesh, outage: str) -> 
     assert all_ok(results), statuses(results)
     # The whole last answer is kept, not just one instance.
     assert all(count > 0 for count in shares(orders, before).values())
-    # The outage was noticed and said so (the answer is used past its TTL knowingly).
+    # The outage was noticed and said so: calls were knowingly served a stale answer.
+    assert checkout.metric(STALE, dst_app_id="orders") > 0
+    assert checkout.metric(LOOKUPS, dst_app_id="orders", result="unavailable") > 0
     wait_until(lambda: "last answer" in checkout.sidecar.log(), "the caller logs the stale answer")
     # An app that never resolved cannot be found while DNS is down.
     assert not checkout.invoke("neverseen")[0].ok
