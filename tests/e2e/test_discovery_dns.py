@@ -38,6 +38,9 @@ from tests.e2e.mesh_agent import Result
 LOOKUPS = "tether_resolution_lookups_total"
 STALE = "tether_resolution_stale_total"
 INSTANCES = "tether_resolution_instances"
+# A generous bound on waiting for something that should take seconds; never asserted
+# as a timing, only as "it did happen".
+DETECT_TIMEOUT = 60.0
 
 
 @pytest.fixture
@@ -176,20 +179,28 @@ def test_dns_down_does_not_fail_calls_to_known_apps(mesh: Mesh, outage: str) -> 
     warm(checkout, orders)
     before = shares(orders)
     if outage == "stopped":
-        server.stop()  # lookups are refused at once (ICMP port unreachable)
+        server.stop()
     else:
         mesh.network.cut(mesh.machine("dns"))  # lookups time out: no call may wait on them
     results: list[Result] = []
+
+    def served_stale() -> bool:
+        """Call on; true once refreshes have failed and calls got the stale answer."""
+        results.extend(checkout.invoke("orders", "stale", count=5, concurrency=2))
+        return checkout.metric(STALE, dst_app_id="orders") > 0
+
+    # Bounded far inside the default stale window (5 minutes).
+    wait_until(served_stale, "calls are served the last answer", DETECT_TIMEOUT)
+    # Then several more expiries of the (1 s) TTL with DNS still down.
     down_since = time.monotonic()
-    while time.monotonic() - down_since < 5 * ttl:  # several expiries, not a timing assert
+    while time.monotonic() - down_since < 3 * ttl:  # a duration of calling, not an assert
         results += checkout.invoke("orders", "stale", count=5, concurrency=2)
     assert all_ok(results), statuses(results)
     # The whole last answer is kept, not just one instance.
     assert all(count > 0 for count in shares(orders, before).values())
-    # The outage was noticed and said so: calls were knowingly served a stale answer.
-    assert checkout.metric(STALE, dst_app_id="orders") > 0
+    # The outage was noticed and said so.
     assert checkout.metric(LOOKUPS, dst_app_id="orders", result="unavailable") > 0
-    wait_until(lambda: "last answer" in checkout.sidecar.log(), "the caller logs the stale answer")
+    assert "last answer" in checkout.sidecar.log()
     # An app that never resolved cannot be found while DNS is down.
     assert not checkout.invoke("neverseen")[0].ok
 
