@@ -87,7 +87,6 @@ def assert_shared(counts: Mapping[str, int], total: int) -> None:
     assert all(count >= total / (4 * len(counts)) for count in counts.values()), counts
 
 
-@pytest.mark.skip(reason="needs the `dns` name resolver (spec.nameResolution.component: dns)")
 @pytest.mark.parametrize("instances", [2, 3])
 def test_instances_share_calls(mesh: Mesh, instances: int) -> None:
     _, checkout, orders = cluster(mesh, instances)
@@ -99,7 +98,6 @@ def test_instances_share_calls(mesh: Mesh, instances: int) -> None:
     assert checkout.metric(INSTANCES, dst_app_id="orders") == instances
 
 
-@pytest.mark.skip(reason="needs SRV records in the `dns` resolver (_dapr-internal._tcp.<name>)")
 def test_srv_records_give_each_instance_its_host_and_port(mesh: Mesh) -> None:
     # The instances listen on another internal port than the caller's own: only the
     # SRV records' ports can lead there.
@@ -119,7 +117,6 @@ def test_srv_records_give_each_instance_its_host_and_port(mesh: Mesh) -> None:
     assert queries(server, name)["SRV"] >= 1
 
 
-@pytest.mark.skip(reason="needs the `dns` resolver honouring record TTLs (floor 1 s)")
 def test_an_instance_added_to_dns_gets_traffic_within_the_ttl(mesh: Mesh) -> None:
     ttl = 2
     server, checkout, (first,) = cluster(mesh, 1, ttl=ttl)
@@ -152,7 +149,6 @@ def test_an_instance_added_to_dns_gets_traffic_within_the_ttl(mesh: Mesh) -> Non
     wait_until(first_unused, "the removed instance gets no more calls", timeout=ttl + 15)
 
 
-@pytest.mark.skip(reason="needs the `dns` resolver failing NXDOMAIN at once (no retries)")
 def test_nxdomain_fails_the_call_at_once(mesh: Mesh) -> None:
     server, checkout, _ = cluster(mesh, 1)
     result = checkout.invoke("nosuchapp")[0]
@@ -171,7 +167,6 @@ def test_nxdomain_fails_the_call_at_once(mesh: Mesh) -> None:
     assert all_ok(checkout.invoke("orders", count=5))
 
 
-@pytest.mark.skip(reason="needs the `dns` resolver keeping stale answers when DNS fails")
 @pytest.mark.parametrize("outage", ["stopped", "cut"])
 def test_dns_down_does_not_fail_calls_to_known_apps(mesh: Mesh, outage: str) -> None:
     ttl = 1  # the floor: the cached answer expires many times while DNS is down
@@ -205,7 +200,6 @@ def test_dns_down_does_not_fail_calls_to_known_apps(mesh: Mesh, outage: str) -> 
     assert not checkout.invoke("neverseen")[0].ok
 
 
-@pytest.mark.skip(reason="needs the `dns` resolver filling {namespace} from `<app>.<namespace>`")
 def test_app_dot_namespace_resolves_in_that_namespace(mesh: Mesh) -> None:
     server = mesh.dns()
     config = dns_config(mesh, server)

@@ -21,16 +21,7 @@ from tests.e2e.mesh_agent import Result
 # A generous bound on waiting for something that should take seconds; never asserted
 # as a timing, only as "it did happen".
 DETECT_TIMEOUT = 60.0
-DNS_MISSING = "needs the `dns` name resolver (spec.nameResolution.component: dns)"
-
-DETECTION_MISSING = (
-    "needs silent-peer detection (connect timeouts, keepalive) and per-instance outlier "
-    "ejection in the resolver"
-)
-
-RESOLVER = pytest.mark.parametrize(
-    "resolver", ["sqlite", pytest.param("dns", marks=pytest.mark.skip(reason=DNS_MISSING))]
-)
+RESOLVER = pytest.mark.parametrize("resolver", ["sqlite", "dns"])
 
 
 @pytest.fixture
@@ -71,7 +62,6 @@ def test_a_killed_instance_costs_a_handful_of_calls_then_none(mesh: Mesh, resolv
     assert first.received() == before + 40
 
 
-@pytest.mark.skip(reason=DETECTION_MISSING)
 @RESOLVER
 def test_a_cut_link_is_detected_and_routed_around(mesh: Mesh, resolver: str) -> None:
     caller, first, second = start(mesh, resolver)

@@ -58,7 +58,6 @@ def resolution(mesh: Mesh, component: str, configuration: Mapping[str, object]) 
     return mesh.config(component, spec)
 
 
-@pytest.mark.skip(reason="needs the `kubernetes` name resolver (clusterDomain, system resolver)")
 def test_kubernetes_resolver_finds_the_headless_service(mesh: Mesh) -> None:
     config = resolution(mesh, "kubernetes", {"clusterDomain": DOMAIN})
     headless = f"orders-dapr.default.svc.{DOMAIN}"
@@ -69,7 +68,6 @@ def test_kubernetes_resolver_finds_the_headless_service(mesh: Mesh) -> None:
     assert queries(server, headless)["A"] >= 1
 
 
-@pytest.mark.skip(reason="needs the `nameformat` name resolver ({appid} and {namespace})")
 def test_nameformat_resolver_fills_app_id_and_namespace(mesh: Mesh) -> None:
     config = resolution(mesh, "nameformat", {"format": "svc-{appid}.{namespace}." + DOMAIN})
     name = f"svc-orders.default.{DOMAIN}"
@@ -80,7 +78,6 @@ def test_nameformat_resolver_fills_app_id_and_namespace(mesh: Mesh) -> None:
     assert queries(server, name)["A"] >= 1
 
 
-@pytest.mark.skip(reason="needs `--mode kubernetes` (kubernetes as the default resolver)")
 def test_mode_kubernetes_defaults_to_the_kubernetes_resolver(mesh: Mesh) -> None:
     # No Configuration at all: Dapr's default cluster domain.
     headless = "orders-dapr.default.svc.cluster.local"
