@@ -19,6 +19,26 @@ from pathlib import Path
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^():]*)(?::\d+)?\)$")
 
 
+# Innermost Python frames under which only C runs: py-spy (without --native) charges
+# that C time to them, so the summary says what it is.
+NATIVE_BELOW = {
+    "Runner.run (asyncio/runners.py)": "C under the event loop: uvloop, ssl, syscalls",
+    "Thread.run (threading.py)": "C in another thread: mostly grpc.aio's poller",
+}
+
+
+# Frames every event-loop (or thread) sample passes through: left out of the inclusive list.
+WRAPPERS = (
+    "<module> (",
+    "main (proxy/cli.py)",
+    "_run_event_loop (",
+    "run (uvloop/",
+    "run.<locals>.wrapper (uvloop/",
+    "Runner.run (",
+    "Thread._bootstrap",
+)
+
+
 @dataclass(frozen=True)
 class Shares:
     samples: int
@@ -32,6 +52,8 @@ def frame_name(frame: str) -> str:
     if match is None:
         return frame.strip()
     path = match["file"]
+    if not path.startswith("/"):  # py-spy already wrote it relative to its sys.path entry
+        return f"{match['func']} ({path})"
     for marker in ("site-packages/", "/bench/", "/proxy/", "/resiliency/", "/certs/"):
         at = path.find(marker)
         if at >= 0:
@@ -66,9 +88,15 @@ def top_lines(shares: Shares, top: int) -> list[str]:
         return ["  (no samples)"]
     lines = [f"  {shares.samples} samples; top {top} by self share (innermost frame):"]
     for name, count in shares.self_counts.most_common(top):
-        lines.append(f"    {100.0 * count / shares.samples:5.1f}%  {name}")
-    lines.append(f"  top {top} by inclusive share (anywhere on the stack):")
-    for name, count in shares.inclusive_counts.most_common(top):
+        note = f"  [{NATIVE_BELOW[name]}]" if name in NATIVE_BELOW else ""
+        lines.append(f"    {100.0 * count / shares.samples:5.1f}%  {name}{note}")
+    lines.append(
+        f"  top {top} by inclusive share (anywhere on the stack, loop and thread wrappers out):"
+    )
+    inner = Counter(
+        {k: v for k, v in shares.inclusive_counts.items() if not k.startswith(WRAPPERS)}
+    )
+    for name, count in inner.most_common(top):
         lines.append(f"    {100.0 * count / shares.samples:5.1f}%  {name}")
     return lines
 

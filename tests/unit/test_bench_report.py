@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench import report
 from bench.nginx_pair import CertPaths, Hop, nginx_config
-from bench.profile_summary import frame_name, parse
+from bench.profile_summary import frame_name, parse, top_lines
 from bench.report import Result, Run, Scenario, Spread
 
 PROXIES = {
@@ -146,3 +146,9 @@ def test_profile_summary_merges_lines_and_counts_a_frame_once_per_stack() -> Non
     assert shares.self_counts["f (proxy/edge/x.py)"] == 4
     assert shares.inclusive_counts["f (proxy/edge/x.py)"] == 10
     assert frame_name("h (/x/site-packages/h11/_conn.py:3)") == "h (h11/_conn.py)"
+
+
+def test_profile_summary_keeps_relative_paths_and_names_native_time() -> None:
+    assert frame_name("Runner.run (asyncio/runners.py:118)") == "Runner.run (asyncio/runners.py)"
+    lines = top_lines(parse(["Runner.run (asyncio/runners.py:118) 3\n"]), 5)
+    assert any("100.0%" in line and "uvloop" in line for line in lines)
