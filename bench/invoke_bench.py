@@ -141,7 +141,8 @@ class Bench:
             if proc in self.procs:
                 self.procs.remove(proc)
 
-    def start_sidecars(self, run: int) -> list[Proc] | str:
+    def start_sidecars(self, run: int) -> tuple[list[Proc], str] | str:
+        """The two sidecars and the invoke URL on the caller, or a problem."""
         args = self.args
         orders_port, checkout_port = free_port(), free_port()
         mtls_flag = "--enable-mtls" if self.mtls else "--enable-mtls=false"
@@ -175,14 +176,14 @@ class Bench:
             deadline = time.monotonic() + 5.0
             for proc in sidecars:
                 proc.pid = child_pid(proc.popen.pid, deadline)
-        self.sidecar_url = f"http://127.0.0.1:{checkout_port}/v1.0/invoke/orders/method/bench"
-        return sidecars
+        return sidecars, f"http://127.0.0.1:{checkout_port}/v1.0/invoke/orders/method/bench"
 
     def one_run(self, run: int, app: Proc) -> Run | str:
         args = self.args
-        sidecars = self.start_sidecars(run)
-        if isinstance(sidecars, str):
-            return sidecars
+        started_sidecars = self.start_sidecars(run)
+        if isinstance(started_sidecars, str):
+            return started_sidecars
+        sidecars, sidecar_url = started_sidecars
         started = list(sidecars)
         try:
             if run == 1:
@@ -190,7 +191,7 @@ class Bench:
                     print(f"{proc.name} sidecar: pid {proc.pid}: {command_line(proc.pid)}")
             urls = {
                 "direct": f"http://127.0.0.1:{self.app_port}/bench",
-                "tether": self.sidecar_url,
+                "tether": sidecar_url,
             }
             proxies = {("tether", "caller"): CALLER, ("tether", "callee"): CALLEE}
             if self.nginx is not None:
