@@ -81,9 +81,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from dns.rdataclass import IN
-from dns.rdatatype import AAAA, PTR, SRV, TXT
-from dns.rdatatype import A as A_TYPE
 from zeroconf import Error as ZeroconfError
 from zeroconf import InterfaceChoice, Zeroconf, current_time_millis
 
@@ -108,6 +105,9 @@ WATCH_WINDOW = 120.0
 LATE_GOODBYE_DELAY = 1.3  # seconds after the goodbyes, see close()
 MAX_WATCHED = 1024  # app IDs come from callers: bound what is refreshed
 _QUERY_FLAGS = 0  # a standard query; mDNS ignores the ID
+# DNS numbers as plain ints: python-zeroconf's compiled classes refuse int subclasses
+# (dnspython's RdataType) in some versions.
+IN, A_TYPE, PTR, TXT, AAAA, SRV = 1, 1, 12, 16, 28, 33
 _R = TypeVar("_R", DNSService, DNSText)
 
 

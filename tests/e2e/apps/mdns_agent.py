@@ -16,6 +16,9 @@ import logging
 import os
 import signal
 import sys
+import threading
+
+import uvloop
 
 from proxy.discovery.mdns import MdnsSource
 from proxy.discovery.source import SourceError
@@ -39,7 +42,8 @@ async def main(app_id: str, address: str, port: int) -> None:
             loop.call_soon_threadsafe(lines.put_nowait, line)
         loop.call_soon_threadsafe(stop.set)
 
-    loop.run_in_executor(None, read_stdin)
+    # A daemon thread: asyncio.run would wait for an executor thread stuck in readline.
+    threading.Thread(target=read_stdin, daemon=True).start()
     try:
         while not stop.is_set():
             next_line = asyncio.ensure_future(lines.get())
@@ -68,7 +72,4 @@ if __name__ == "__main__":
     if os.environ.get("MDNS_AGENT_DEBUG"):
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
         logging.getLogger("zeroconf").setLevel(logging.DEBUG)
-    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
-    # The stdin reader thread may still block in readline: leave without joining it.
-    sys.stdout.flush()
-    os._exit(0)
+    uvloop.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))  # as tether runs
