@@ -48,10 +48,10 @@ What tether does, on python-zeroconf (``AsyncZeroconf`` on the running event loo
   is not useful for that: python-zeroconf raises incoming PTR TTLs below 1125 s to
   1125 s, hence the SRV/TXT/address rule.
 - **Refresh.** Every app looked up in the last ``WATCH_WINDOW`` (120 s) is re-queried
-  every ``REFRESH_INTERVAL`` (5 s, a third of the record TTL, so two lost rounds still
-  keep a live instance) with a PTR question without known answers, so every instance
-  answers with fresh SRV/TXT/address records. A lookup therefore normally costs no
-  network round trip at all.
+  every ``REFRESH_INTERVAL`` to 1.5 times it (5 to 7.5 s, so a lost round still keeps a
+  live instance within the 15 s TTL) with a PTR question without known answers, so
+  every instance answers with fresh SRV/TXT/address records. A lookup therefore
+  normally costs no network round trip at all.
 - **Cold lookup** (nothing cached): one query, repeated once halfway through the
   browse timeout (1 s, as daprd), then up to ``SETTLE`` (0.25 s) more after the first
   instance appears so the others, whose responders wait 20-120 ms before answering
@@ -158,7 +158,20 @@ class MdnsSource:
         self._browse_timeout = browse_timeout
         self._answer_ttl = answer_ttl
         self._aiozc: AsyncZeroconf | None = None
-        self._info: AsyncServiceInfo | None = None
+        try:  # built here so that a name python-zeroconf refuses fails at configuration
+            self._announcement = AsyncServiceInfo(
+                self.service_type,
+                self.instance,
+                port=internal_port,
+                properties=mdns_records.txt_payload(app_id),
+                server=self.server,
+                host_ttl=record_ttl,
+                other_ttl=record_ttl,
+                parsed_addresses=[host_address],
+            )
+        except ZeroconfError as exc:
+            raise ValueError(f"mdns: cannot announce {self.instance}: {exc!r}") from exc
+        self._info: AsyncServiceInfo | None = None  # once registered
         self._watched: OrderedDict[str, float] = OrderedDict()  # app ID -> last lookup
         self._queried: dict[str, float] = {}  # app ID -> last query sent
         self._refresher: asyncio.Task[None] | None = None
@@ -170,16 +183,7 @@ class MdnsSource:
         """Open the multicast sockets, probe and announce this instance."""
         zc = self._zeroconf()
         assert self._aiozc is not None
-        info = AsyncServiceInfo(
-            self.service_type,
-            self.instance,
-            port=self.internal_port,
-            properties=mdns_records.txt_payload(self.app_id),
-            server=self.server,
-            host_ttl=self._record_ttl,
-            other_ttl=self._record_ttl,
-            parsed_addresses=[self.host_address],
-        )
+        info = self._announcement
         try:
             await zc.async_wait_for_start()
             # allow_name_change: a stale record of an earlier process with our pid must

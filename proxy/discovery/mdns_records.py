@@ -47,17 +47,26 @@ def service_name(app_id: str) -> str:
     return f"{app_id}.{DOMAIN}"
 
 
-def instance_label(hostname: str, pid: int) -> str:
+def instance_label(hostname: str, pid: int, app_id: str) -> str:
     """daprd's instance: ``<hostname>:<pid>`` (the OS host name as it is, dots included:
-    grandcat writes the name in presentation form, so a dot splits labels there too)."""
-    label = f"{hostname}:{pid}"
-    if _CONTROL.search(label) or len(label.encode()) > MAX_LABEL:
-        raise InvalidMdnsName(f"instance name {label!r} is not a usable mDNS label")
+    grandcat writes the name in presentation form, so a dot splits labels there too).
+
+    python-zeroconf checks that everything before ``.local.`` of a non-strict name fits
+    63 bytes, so a long host name is cut to make ``<label>.<appId>`` fit; nobody matches
+    on the instance name (daprd reads only the PTR, SRV, TXT and address records)."""
+    suffix = f":{pid}"
+    room = MAX_LABEL - len(f"{suffix}.{app_id}".encode())
+    if room < 1:
+        raise InvalidMdnsName(f"app ID {app_id!r} is too long to register over mDNS")
+    host = hostname.encode()[:room].decode(errors="ignore") or "tether"
+    label = f"{host}{suffix}"
+    if _CONTROL.search(label):
+        raise InvalidMdnsName(f"instance name {label!r} contains a control character")
     return label
 
 
 def instance_name(hostname: str, pid: int, app_id: str) -> str:
-    return f"{instance_label(hostname, pid)}.{service_name(app_id)}"
+    return f"{instance_label(hostname, pid, app_id)}.{service_name(app_id)}"
 
 
 def host_target(hostname: str, address: str) -> str:

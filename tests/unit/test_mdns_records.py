@@ -31,6 +31,16 @@ def test_names_are_daprds() -> None:
     assert instance_name("build-7", 4242, "orders") == "build-7:4242.orders.local."
 
 
+def test_long_host_names_are_cut_to_what_python_zeroconf_accepts() -> None:
+    from zeroconf import ServiceInfo
+
+    name = instance_name("h" * 60, 4242, "orders")
+    assert name == "h" * 51 + ":4242.orders.local."
+    ServiceInfo("orders.local.", name)  # accepted (it raises BadTypeInNameException)
+    with pytest.raises(InvalidMdnsName, match="too long"):
+        instance_name("box", 4242, "x" * 58)
+
+
 @pytest.mark.parametrize("bad", ["", "a.b", "tab\there", "x" * 64])
 def test_app_ids_that_cannot_be_a_label_are_refused(bad: str) -> None:
     with pytest.raises(InvalidMdnsName):
