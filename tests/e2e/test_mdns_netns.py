@@ -189,8 +189,10 @@ def test_packets_are_what_daprd_sends_and_reads(network: Network) -> None:
     assert orders.ready["instance"] == instance
 
     def answered() -> dict[str, Any] | None:
+        """An answer to the capture's (daprd's) query, not an announcement: the PTR
+        alone in the answer section, SRV, TXT and A among the additionals."""
         packet = read_json(capture)
-        if not packet.get("response"):
+        if not packet.get("response") or packet["sections"][:2] != [1, 0]:
             return None
         entries = grandcat_entries(packet, "orders.local.")
         live = entries.get(instance, {})
@@ -215,11 +217,16 @@ def test_packets_are_what_daprd_sends_and_reads(network: Network) -> None:
     capture.kill()
 
 
-def test_a_daprd_style_registration_is_found_and_its_goodbye_honoured(network: Network) -> None:
+@pytest.mark.parametrize("announces", [True, False], ids=["announced", "asked"])
+def test_a_daprd_style_registration_is_found_and_its_goodbye_honoured(
+    network: Network, announces: bool
+) -> None:
+    """``asked``: the responder never announces, so only tether's query, answered as
+    grandcat answers it (exact name, no authority section), can find it."""
     a, b = network.machine("a"), network.machine("b")
     fake = a.popen(
         [sys.executable, str(APPS / "mdns_fake_daprd.py"), "orders", a.address,
-         str(INTERNAL_PORT), "daprhost"],
+         str(INTERNAL_PORT), "daprhost", *([] if announces else ["quiet"])],
         stdout=subprocess.PIPE, env=ENV,
     )  # fmt: skip
     assert read_json(fake)["instance"] == f"daprhost:{fake.pid}.orders.local."
@@ -227,5 +234,8 @@ def test_a_daprd_style_registration_is_found_and_its_goodbye_honoured(network: N
     expected = [f"{a.address}:{INTERNAL_PORT}"]
     assert wait_until(endpoints_of(caller, "orders"), 10, "daprd's orders found") == expected
     fake.send_signal(signal.SIGTERM)
-    assert read_json(fake) == {"closed": True}
+    closed = read_json(fake)
+    assert closed["closed"] is True
+    if not announces:
+        assert closed["answered"] >= 1
     wait_until(gone(caller, "orders"), 5, "daprd's orders gone after its goodbye")

@@ -9,9 +9,11 @@
   authority section (probes) are ignored, as grandcat does;
 - on SIGTERM the announcement again with TTL 0 (goodbye), then exit.
 
-    python mdns_fake_daprd.py APP_ID ADDRESS PORT HOSTNAME
+    python mdns_fake_daprd.py APP_ID ADDRESS PORT HOSTNAME [quiet]
 
-Prints ``{"ready": true, "instance": ...}`` once joined and announced.
+``quiet`` skips the announcements, so others learn of it only by asking. Prints
+``{"ready": true, "instance": ...}`` once joined (and announced), and
+``{"closed": true, "answered": N}`` at exit.
 """
 
 from __future__ import annotations
@@ -133,8 +135,12 @@ def main() -> None:
         stop = True
 
     signal.signal(signal.SIGTERM, on_term)
-    sock.sendto(registration.announcement(), (GROUP, PORT))
-    announce_again = time.monotonic() + 1.0
+    quiet = sys.argv[5:] == ["quiet"]
+    announce_again: float | None = None
+    if not quiet:
+        sock.sendto(registration.announcement(), (GROUP, PORT))
+        announce_again = time.monotonic() + 1.0
+    answered = 0
     print(json.dumps({"ready": True, "instance": registration.instance}), flush=True)
     while not stop:
         if announce_again is not None and time.monotonic() >= announce_again:
@@ -152,8 +158,9 @@ def main() -> None:
                 continue
             target = source if unicast else (GROUP, PORT)
             sock.sendto(registration.browsing_answer(), target)
+            answered += 1
     sock.sendto(registration.announcement(goodbye=True), (GROUP, PORT))
-    print(json.dumps({"closed": True}), flush=True)
+    print(json.dumps({"closed": True, "answered": answered}), flush=True)
 
 
 if __name__ == "__main__":
