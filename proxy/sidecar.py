@@ -8,7 +8,6 @@ import contextlib
 import gc
 import logging
 import time
-import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -32,15 +31,11 @@ from proxy.config.settings import SidecarSettings
 from proxy.core.body import CHUNK_SIZE
 from proxy.core.errors import TetherError
 from proxy.discovery.balanced_resolver import BalancedResolver
-from proxy.discovery.dns_lookup import DnsLookup, DnsLookupError
-from proxy.discovery.dns_names import DnsNameError
-from proxy.discovery.dns_source import DnsSource
 from proxy.discovery.probe import TcpProber
-from proxy.discovery.registry import Endpoint, Registration, RegistryError, SqliteRegistry
+from proxy.discovery.registry import RegistryError, SqliteRegistry
 from proxy.discovery.resolution_settings import SQLITE
-from proxy.discovery.resolver import RegistryHeartbeat
 from proxy.discovery.source import InstanceSource
-from proxy.discovery.sqlite_source import SqliteSource
+from proxy.discovery.sources import Announcement, SourceSetupError, instance_source
 from proxy.edge import dapr_errors
 from proxy.edge.api import ApiHandler, AppConnection
 from proxy.edge.http_server import HttpLimits, HttpServer
@@ -214,39 +209,17 @@ class Sidecar:
     def _instance_source(self) -> InstanceSource:
         """Where the instances of other apps come from; runs once the internal port is known."""
         s = self.settings
-        resolution = s.name_resolution
-        if self._registry is not None:
-            registration = Registration(
-                registration_id=uuid.uuid4().hex,
-                app_id=s.app_id,
-                namespace=s.namespace,
-                endpoint=Endpoint(s.host_ip, self.internal_port),
-            )
-            heartbeat = RegistryHeartbeat(
-                self._registry, registration, interval=s.registry_update_interval
-            )
-            return SqliteSource(self._registry, heartbeat)
-        dns = resolution.dns
-        if dns is None:
-            raise StartupError(f"name resolution {resolution.component!r} has no settings")
+        here = Announcement(s.app_id, s.namespace, s.host_ip, self.internal_port)
         try:
-            lookup = (
-                DnsLookup.with_nameservers(dns.nameservers)
-                if dns.nameservers
-                else DnsLookup.system()
+            return instance_source(
+                s.name_resolution.component,
+                here,
+                registry=self._registry,
+                update_interval=s.registry_update_interval,
+                dns=s.name_resolution.dns,
             )
-        except (DnsLookupError, DnsNameError) as exc:
-            raise StartupError(f"name resolution {resolution.component}: {exc}") from exc
-        # Dapr's rule: peers listen on the caller's own internal port.
-        port = dns.port if dns.port is not None else self.internal_port
-        log.info(
-            "name resolution: %s, %s on port %d via %s",
-            resolution.component,
-            dns.template,
-            port,
-            ", ".join(lookup.nameservers),
-        )
-        return DnsSource(lookup, dns.template, port, srv=dns.srv)
+        except SourceSetupError as exc:
+            raise StartupError(str(exc)) from exc
 
     def _workload_identity(self) -> WorkloadIdentity:
         s = self.settings

@@ -52,7 +52,7 @@ from proxy.discovery.outlier import OutlierPolicy
 from proxy.discovery.resolution_settings import DnsResolution, PeerLiveness
 from yamlcheck import Problems, show, type_name
 
-SUPPORTED_RESOLVERS = (rs.SQLITE, rs.KUBERNETES, rs.NAMEFORMAT, rs.DNS)
+SUPPORTED_RESOLVERS = (rs.SQLITE, rs.KUBERNETES, rs.NAMEFORMAT, rs.DNS, rs.MDNS)
 _NAME_RESOLUTION_KEYS = ("component", "version", "configuration")
 
 _SQLITE_KEYS = ("connectionString", "updateInterval", "tableName", "metadataTableName")
@@ -62,6 +62,7 @@ _COMPONENT_KEYS: dict[str, tuple[str, ...]] = {
     rs.KUBERNETES: ("clusterDomain", "template"),
     rs.NAMEFORMAT: ("format",),
     rs.DNS: ("name", "nameservers"),
+    rs.MDNS: (),  # as in Dapr: no metadata
 }
 _TETHER_KEYS = ("cache", "ejection", "connectTimeout", "keepaliveTime", "keepaliveTimeout")
 _CACHE_KEYS = ("minTTL", "maxTTL", "staleWindow")

@@ -269,7 +269,8 @@ def dns_name(app_id: str, namespace: str = "default") -> str:
 
 def resolution_config(mesh: Mesh, resolver: str, server: Dnsmasq | None = None) -> Path:
     """A Configuration selecting ``resolver``: ``sqlite`` with one registry file shared
-    by every machine, or ``dns`` asking ``server`` for ``NAME_TEMPLATE``."""
+    by every machine, ``dns`` asking ``server`` for ``NAME_TEMPLATE``, or ``mdns``
+    (multicast on the machines' bridge)."""
     if resolver == "sqlite":
         configuration: dict[str, object] = {
             "connectionString": str(mesh.root / "registry.db"),
@@ -278,6 +279,8 @@ def resolution_config(mesh: Mesh, resolver: str, server: Dnsmasq | None = None) 
     elif resolver == "dns":
         assert server is not None, "the dns resolver needs a server"
         configuration = {"name": NAME_TEMPLATE, "nameservers": [server.nameserver]}
+    elif resolver == "mdns":
+        return mesh.config(resolver, {"nameResolution": {"component": "mdns"}})
     else:
         raise ValueError(f"unknown resolver {resolver!r}")
     spec = {"nameResolution": {"component": resolver, "configuration": configuration}}

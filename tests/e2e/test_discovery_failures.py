@@ -21,7 +21,7 @@ from tests.e2e.mesh_agent import Result
 # A generous bound on waiting for something that should take seconds; never asserted
 # as a timing, only as "it did happen".
 DETECT_TIMEOUT = 60.0
-RESOLVER = pytest.mark.parametrize("resolver", ["sqlite", "dns"])
+RESOLVER = pytest.mark.parametrize("resolver", ["sqlite", "dns", "mdns"])
 
 
 @pytest.fixture

@@ -157,13 +157,20 @@ def test_unimplemented_spec_keys_are_refused(tmp_path: Path, key: str) -> None:
     ]
 
 
-@pytest.mark.parametrize("component", ["mdns", "consul", "aws.cloudmap"])
+@pytest.mark.parametrize("component", ["consul", "aws.cloudmap"])
 def test_unsupported_component(tmp_path: Path, component: str) -> None:
     text = HEADER + f"spec:\n  nameResolution:\n    component: {component}\n"
     assert problems(tmp_path, text) == [
         f'spec.nameResolution.component: "{component}" is not supported yet'
-        " (supported: sqlite, kubernetes, nameformat, dns)"
+        " (supported: sqlite, kubernetes, nameformat, dns, mdns)"
     ]
+
+
+def test_mdns_takes_no_metadata_as_in_dapr(tmp_path: Path) -> None:
+    text = HEADER + "spec:\n  nameResolution:\n    component: mdns\n"
+    assert load_configuration(write(tmp_path, text)).name_resolution.component == "mdns"
+    text += "    configuration: {domain: local}\n"
+    assert problems(tmp_path, text) == ["spec.nameResolution.configuration.domain: unknown field"]
 
 
 def test_name_resolution_errors(tmp_path: Path) -> None:
@@ -179,7 +186,8 @@ spec:
     assert problems(tmp_path, text) == [
         'spec.nameResolution.configuratoin: unknown field (did you mean "configuration"?)',
         'spec.nameResolution.version: "v2" is not supported (supported: v1)',
-        "spec.nameResolution.component: missing (supported: sqlite, kubernetes, nameformat, dns)",
+        "spec.nameResolution.component: missing"
+        " (supported: sqlite, kubernetes, nameformat, dns, mdns)",
     ]
     assert problems(tmp_path, HEADER + "spec:\n  nameResolution: sqlite\n") == [
         "spec.nameResolution: expected a mapping, got a string"
