@@ -5,6 +5,7 @@ takes the bytes, writes waiting on the transport's own high-water mark."""
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 
 class FlowProtocol(asyncio.Protocol):
@@ -21,8 +22,8 @@ class FlowProtocol(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self._transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         waiter = self._drain_waiter
