@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import h11
 
 from proxy.app.connection import AppConnection, EmptyResponse
-from proxy.core.body import Body
+from proxy.core.body import CHUNK_SIZE, Body
 from proxy.core.errors import AppChannelError
 
 Headers = list[tuple[bytes, bytes]]
@@ -179,7 +179,15 @@ class HttpAppChannel:
             while True:
                 event = await connection.next_event()
                 if isinstance(event, h11.Data):
-                    yield bytes(event.data)
+                    data = event.data
+                    if len(data) <= CHUNK_SIZE:
+                        yield bytes(data)
+                        continue
+                    # Several reads came in one event: pass them on in pieces of the
+                    # usual size (the hop frames each piece as one message).
+                    view = memoryview(data)
+                    for start in range(0, len(data), CHUNK_SIZE):
+                        yield bytes(view[start : start + CHUNK_SIZE])
                 elif isinstance(event, h11.EndOfMessage):
                     finished = True
                     return

@@ -70,10 +70,12 @@ class AppConnection(FlowProtocol):
 
     def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is None:
-            self._pause_reading()  # nobody reads the answer now: leave the rest in the kernel
-        elif not waiter.done():
+        if waiter is not None and not waiter.done():
             waiter.set_result(None)
+            return
+        # Nobody reads the answer now (or the reader is already woken: libuv reads a
+        # socket up to 32 times per loop turn): leave the rest in the kernel.
+        self._pause_reading()
 
     def begin(self) -> None:
         """A request starts on this connection."""

@@ -248,10 +248,12 @@ class ServerConnection(FlowProtocol):
 
     def _wake_body_reader(self) -> None:
         waiter = self._body_waiter
-        if waiter is None:
-            self._pause_reading()  # nobody reads the body now: leave the rest in the kernel
-        elif not waiter.done():
+        if waiter is not None and not waiter.done():
             waiter.set_result(None)
+            return
+        # Nobody reads the body now (or the reader is already woken: libuv reads a
+        # socket up to 32 times per loop turn): leave the rest in the kernel.
+        self._pause_reading()
 
     # -- running the handler and answering
 
