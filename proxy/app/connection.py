@@ -58,7 +58,9 @@ class AppConnection(FlowProtocol):
         self._eof = True
         if self._answered:
             self.conn.receive_data(b"")  # h11 decides: the end of a close-framed body, or an error
-        self._wake()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:

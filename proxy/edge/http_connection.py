@@ -114,7 +114,7 @@ class ServerConnection(FlowProtocol):
             self._advance_head()
         elif self._phase == _BODY:
             self._advance_body()
-        else:
+        elif self._body_waiter is not None:
             self._wake_body_reader()
         # Keep the write side open: a client that half-closed still reads its answer.
         return True
@@ -356,7 +356,8 @@ class ServerConnection(FlowProtocol):
         self._phase = _HEAD
         self._request = None
         self._timer.set(self._site.limits.header_timeout)
-        self._resume_reading()
+        if not self._eof:
+            self._resume_reading()
         self._advance_head()  # pipelined requests (or the client's EOF) may be in hand
 
     def _end(self) -> None:
