@@ -324,9 +324,9 @@ class ServerConnection(FlowProtocol):
             await close_body(body)
             return -1
         conn = self._conn
-        self._write(head)
         sent = 0
         try:
+            self._write(head)
             async for chunk in body.chunks():
                 self._writable().writelines(body_piece(conn, chunk))
                 sent += len(chunk)
