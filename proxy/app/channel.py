@@ -1,15 +1,16 @@
 """The HTTP/1.1 channel from the callee sidecar to its local app: a small pool
-of keep-alive connections driven by h11, with bodies streamed both ways."""
+of keep-alive connections (``asyncio.Protocol`` objects driving h11, see
+``proxy.app.connection``), with bodies streamed both ways in bounded memory."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 import h11
 
+from proxy.app.connection import AppConnection, EmptyResponse
 from proxy.core.body import CHUNK_SIZE, Body
 from proxy.core.errors import AppChannelError
 
@@ -21,7 +22,8 @@ _BODY_VERBS = frozenset({"POST", "PUT", "PATCH"})
 # carries an idempotency key, may be sent again after the app took it and said nothing.
 _REPLAYABLE_VERBS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _IDEMPOTENCY_KEYS = frozenset({b"idempotency-key", b"x-idempotency-key"})
-_MAX_RESPONSE_HEADER_BYTES = 64 * 1024
+# What breaks an exchange on a connection; whether it may be replayed is may_replay's call.
+_EXCHANGE_ERRORS = (OSError, h11.ProtocolError, EmptyResponse)
 
 
 def may_replay(verb: str, headers: Headers, *, written: bool, answered: bool) -> bool:
@@ -47,61 +49,6 @@ class AppResponse:
     body: Body
 
 
-class _Connection:
-    __slots__ = ("answered", "conn", "reader", "writer", "written")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_RESPONSE_HEADER_BYTES)
-        # Of the request in progress: did any of it go out, did any answer come back.
-        self.written = False
-        self.answered = False
-
-    def _write(self, data: bytes) -> None:
-        if self.writer.transport.is_closing():
-            # Lost while idle (a reset, say); uvloop raises RuntimeError on a write here.
-            raise ConnectionResetError("the connection to the app is closed")
-        self.writer.write(data)
-        # asyncio closes the transport when the kernel refuses the first send (or drops
-        # the write on a transport already lost); then not a byte of it went out.
-        if not self.writer.transport.is_closing():
-            self.written = True
-
-    async def send(self, event: h11.Event) -> None:
-        data = self.conn.send(event)
-        if data:
-            self._write(data)
-            await self.writer.drain()
-
-    def send_whole(self, request: h11.Request, data: bytes) -> None:
-        """Head, body and end in one write: one syscall for the common small request."""
-        conn = self.conn
-        parts = [conn.send(request)]
-        if data:
-            parts.append(conn.send(h11.Data(data=data)))
-        parts.append(conn.send(h11.EndOfMessage()))
-        self._write(b"".join(p for p in parts if p))
-
-    async def next_event(self) -> h11.Event | type[h11.PAUSED] | type[h11.NEED_DATA]:
-        while True:
-            event = self.conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await self.reader.read(CHUNK_SIZE)
-                if not data and not self.answered:
-                    raise _EmptyResponse("the app closed the connection without answering")
-                self.answered = self.answered or bool(data)
-                self.conn.receive_data(data)
-                continue
-            return event
-
-    def reusable(self) -> bool:
-        return self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE
-
-    def close(self) -> None:
-        self.writer.close()
-
-
 class HttpAppChannel:
     """Calls the app at ``host:port``. ``max_concurrency`` < 1 means unlimited
     (``--app-max-concurrency``); a slot is held until the response body is read."""
@@ -110,7 +57,7 @@ class HttpAppChannel:
         self.host = host
         self.port = port
         self._host_header = f"{host}:{port}".encode()
-        self._idle: list[_Connection] = []
+        self._idle: list[AppConnection] = []
         self._max_idle = max_idle
         self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency > 0 else None
 
@@ -131,9 +78,9 @@ class HttpAppChannel:
         request_headers = [(b"host", self._host_header), *headers]
         if body.complete:
             if body.head or verb in _BODY_VERBS:
-                request_headers.append((b"content-length", str(len(body.head)).encode()))
+                request_headers.append((b"content-length", b"%d" % len(body.head)))
         elif body.length is not None:
-            request_headers.append((b"content-length", str(body.length).encode()))
+            request_headers.append((b"content-length", b"%d" % body.length))
         else:
             request_headers.append((b"transfer-encoding", b"chunked"))
         request = h11.Request(method=verb, target=target.encode("latin-1"), headers=request_headers)
@@ -143,13 +90,12 @@ class HttpAppChannel:
         # on a fresh connection is the app's answer and is never retried.
         while self._idle:
             connection = self._idle.pop()
-            if connection.reader.at_eof() or connection.writer.transport.is_closing():
+            if connection.is_closing():
                 connection.close()  # the app closed or reset it while it sat idle
                 continue
             try:
                 return await self._exchange(connection, request, body)
-            except (OSError, h11.ProtocolError, _EmptyResponse) as exc:
-                connection.close()
+            except _EXCHANGE_ERRORS as exc:
                 replay = body.complete and may_replay(
                     verb, headers, written=connection.written, answered=connection.answered
                 )
@@ -160,24 +106,25 @@ class HttpAppChannel:
         try:
             connection = await self._open()
             return await self._exchange(connection, request, body)
-        except (OSError, h11.ProtocolError, _EmptyResponse) as exc:
+        except _EXCHANGE_ERRORS as exc:
             raise AppChannelError(
                 f"error calling the app at {self.host}:{self.port}: {exc}"
             ) from exc
 
-    async def _open(self) -> _Connection:
+    async def _open(self) -> AppConnection:
+        loop = asyncio.get_running_loop()
         try:
-            reader, writer = await asyncio.open_connection(self.host, self.port, limit=CHUNK_SIZE)
+            _, connection = await loop.create_connection(AppConnection, self.host, self.port)
         except OSError as exc:
             raise AppChannelError(
                 f"cannot connect to the app at {self.host}:{self.port}: {exc.strerror or exc}"
             ) from exc
-        return _Connection(reader, writer)
+        return connection
 
     async def _exchange(
-        self, connection: _Connection, request: h11.Request, body: Body
+        self, connection: AppConnection, request: h11.Request, body: Body
     ) -> AppResponse:
-        connection.written = connection.answered = False
+        connection.begin()
         try:
             return await self._send_and_read_head(connection, request, body)
         except BaseException:
@@ -185,16 +132,18 @@ class HttpAppChannel:
             raise
 
     async def _send_and_read_head(
-        self, connection: _Connection, request: h11.Request, body: Body
+        self, connection: AppConnection, request: h11.Request, body: Body
     ) -> AppResponse:
+        conn = connection.conn
         if body.complete:
             connection.send_whole(request, body.head)
-            await connection.writer.drain()
         else:
-            await connection.send(request)
+            connection.send(conn.send(request))
             async for chunk in body.chunks():
-                await connection.send(h11.Data(data=chunk))
-            await connection.send(h11.EndOfMessage())
+                connection.send(*(conn.send_with_data_passthrough(h11.Data(data=chunk)) or []))
+                await connection.drain()
+            connection.send(conn.send(h11.EndOfMessage()))
+        await connection.drain()
         while True:
             event = await connection.next_event()
             if isinstance(event, h11.Response):
@@ -202,11 +151,11 @@ class HttpAppChannel:
             if not isinstance(event, h11.InformationalResponse):
                 raise h11.RemoteProtocolError(f"unexpected {type(event).__name__} from the app")
         length = _content_length(event.headers)
-        # A small answer is usually already buffered whole: hand it over as
+        # A small answer is usually already in hand whole: hand it over as
         # complete and pool the connection at once, with no reader generator.
         parts: list[bytes] = []
         while True:
-            ready = connection.conn.next_event()
+            ready = connection.ready_event()
             if isinstance(ready, h11.Data):
                 parts.append(bytes(ready.data))
             elif isinstance(ready, h11.EndOfMessage):
@@ -224,13 +173,21 @@ class HttpAppChannel:
             Body(b"".join(parts), self._read_body(connection), length),
         )
 
-    async def _read_body(self, connection: _Connection) -> AsyncIterator[bytes]:
+    async def _read_body(self, connection: AppConnection) -> AsyncIterator[bytes]:
         finished = False
         try:
             while True:
                 event = await connection.next_event()
                 if isinstance(event, h11.Data):
-                    yield bytes(event.data)
+                    data = event.data
+                    if len(data) <= CHUNK_SIZE:
+                        yield bytes(data)
+                        continue
+                    # Several reads came in one event: pass them on in pieces of the
+                    # usual size (the hop frames each piece as one message).
+                    view = memoryview(data)
+                    for start in range(0, len(data), CHUNK_SIZE):
+                        yield bytes(view[start : start + CHUNK_SIZE])
                 elif isinstance(event, h11.EndOfMessage):
                     finished = True
                     return
@@ -241,25 +198,19 @@ class HttpAppChannel:
         finally:
             self._finish(connection, finished)
 
-    def _finish(self, connection: _Connection, finished: bool) -> None:
+    def _finish(self, connection: AppConnection, finished: bool) -> None:
         """The response is over: free the concurrency slot, pool or close the connection."""
         self._release_slot()
         if finished and connection.reusable() and len(self._idle) < self._max_idle:
-            connection.conn.start_next_cycle()
+            connection.recycle()
             self._idle.append(connection)
         else:
             connection.close()
 
     async def close(self) -> None:
         while self._idle:
-            connection = self._idle.pop()
-            connection.close()
-            with contextlib.suppress(OSError):
-                await connection.writer.wait_closed()
-
-
-class _EmptyResponse(Exception):
-    """The app closed a connection before sending a response."""
+            self._idle.pop().close()
+        await asyncio.sleep(0)  # let the transports finish closing
 
 
 def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:

@@ -14,6 +14,19 @@ def may_still_send(conn: h11.Connection) -> bool:
     return answered and conn.their_state not in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
 
 
+def body_framing(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool]:
+    """The declared Content-Length (None without one) and whether the body is chunked,
+    of a head ``head_problem`` accepted (h11 has checked the values)."""
+    length: int | None = None
+    chunked = False
+    for name, value in headers:
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding":
+            chunked = True
+    return length, chunked
+
+
 def head_problem(request: h11.Request, raw: bytes | bytearray, limit: int) -> tuple[int, str]:
     """What h11 accepts but a proxy must refuse (peers-and-pitfalls D.1, D.3, D.5, D.9).
 

@@ -169,7 +169,7 @@ def test_pooled_connection_reset_while_idle_is_skipped_under_uvloop() -> None:
             assert first.status == 204
             pooled = channel._idle[0]
             async with asyncio.timeout(WAIT):
-                while not pooled.writer.transport.is_closing():
+                while not pooled.is_closing():
                     await asyncio.sleep(0.01)  # until the loop has seen the reset
             second = await channel.call("GET", "/second", [], Body(b""))
             assert second.status == 204
