@@ -512,10 +512,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = uvloop.run(run(args))
     except (OSError, ValueError) as exc:
-        print(json.dumps({"fatal": str(exc)}), flush=True)
+        _report({"fatal": str(exc)})
         return 1
-    print(json.dumps(result), flush=True)
+    _report(result)
     return 0
+
+
+def _report(data: object) -> None:
+    # The result line is hundreds of KiB; a stdout the event loop left non-blocking
+    # would cut it at the pipe's capacity (seen: a line cut at 128 KiB).
+    os.set_blocking(sys.stdout.fileno(), True)
+    print(json.dumps(data), flush=True)
 
 
 if __name__ == "__main__":
