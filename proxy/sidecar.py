@@ -17,12 +17,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import grpc
 
 from certs.errors import CertError
+from certs.issue import issue_in_child
 from certs.spiffe import SpiffeId
 from proxy.app.channel import HttpAppChannel
 from proxy.app.health import AppHealthProber, AppHealthState
@@ -54,7 +54,7 @@ from proxy.protos import internals_pb2_grpc, mux_pb2_grpc
 from resiliency import BreakerState, ResiliencyConfig, ResiliencyEngine
 
 if TYPE_CHECKING:
-    from certs.workload import WorkloadIdentity
+    from certs.identity import WorkloadIdentity
     from proxy.observability.metrics import Metrics
 
 log = logging.getLogger("tether.sidecar")
@@ -105,7 +105,7 @@ class Sidecar:
 
     async def start(self) -> None:
         s = self.settings
-        workload = self._workload_identity() if s.enable_mtls else None
+        workload = await self._workload_identity() if s.enable_mtls else None
         resolution = s.name_resolution
         if resolution.component == SQLITE:
             try:
@@ -233,16 +233,12 @@ class Sidecar:
         except SourceSetupError as exc:
             raise StartupError(str(exc)) from exc
 
-    def _workload_identity(self) -> WorkloadIdentity:
-        from certs.authority import load_issuer
-        from certs.workload import issue_workload_identity
-
+    async def _workload_identity(self) -> WorkloadIdentity:
         s = self.settings
-        now = datetime.now(UTC)
         try:
-            issuer = load_issuer(s.certs_dir, now)
+            # Built in a child process: cryptography would stay in this one for good.
             spiffe = SpiffeId(s.trust_domain, s.namespace, s.app_id)
-            return issue_workload_identity(issuer, spiffe, now)
+            return await issue_in_child(s.certs_dir, spiffe)
         except CertError as exc:
             raise StartupError(str(exc)) from exc
 

@@ -9,8 +9,8 @@ for mdns. A sidecar on the SQLite registry loads neither.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
-import uuid
 from dataclasses import dataclass
 
 from proxy.core.errors import TetherError
@@ -50,7 +50,7 @@ def instance_source(
     ``sqlite``, ``dns`` the settings of a DNS component."""
     if registry is not None:
         registration = Registration(
-            registration_id=uuid.uuid4().hex,
+            registration_id=secrets.token_hex(16),  # uuid4().hex's form, without loading uuid
             app_id=here.app_id,
             namespace=here.namespace,
             endpoint=Endpoint(here.host_ip, here.internal_port),
