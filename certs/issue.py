@@ -46,16 +46,19 @@ def decode(text: str) -> WorkloadIdentity:
     try:
         fields = json.loads(text)
         if "error" in fields:
-            raise CertError(str(fields["error"]))
-        return WorkloadIdentity(
-            spiffe_id=SpiffeId.parse(fields["spiffe_id"]),
-            private_key_pem=fields["private_key_pem"].encode("ascii"),
-            certificate_chain_pem=fields["certificate_chain_pem"].encode("ascii"),
-            trust_bundle_pem=fields["trust_bundle_pem"].encode("ascii"),
-            not_after=datetime.fromisoformat(fields["not_after"]),
-        )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise CertError(f"issuing the workload certificate failed: {exc}") from None
+            message = str(fields["error"])
+        else:
+            return WorkloadIdentity(
+                spiffe_id=SpiffeId.parse(fields["spiffe_id"]),
+                private_key_pem=fields["private_key_pem"].encode("ascii"),
+                certificate_chain_pem=fields["certificate_chain_pem"].encode("ascii"),
+                trust_bundle_pem=fields["trust_bundle_pem"].encode("ascii"),
+                not_after=datetime.fromisoformat(fields["not_after"]),
+            )
+    except (ValueError, KeyError, TypeError, AttributeError, CertError) as exc:
+        message = f"issuing the workload certificate failed: {exc}"
+    # The child's own CertError, word for word (it names the fix, e.g. tether certs init).
+    raise CertError(message)
 
 
 async def issue_in_child(certs_dir: Path, spiffe_id: SpiffeId) -> WorkloadIdentity:

@@ -2,10 +2,12 @@
 starts the servers in order, and drains them on shutdown.
 
 What only some settings use is imported where those settings are acted on, so
-a sidecar's memory holds only what it runs (measured, of a ~60 MB sidecar):
-cryptography's X.509 (about 7.5 MB) with mTLS, prometheus_client (about 2.5 MB)
-with metrics, OpenTelemetry with tracing (``Tracer``), dnspython or zeroconf
-with those name resolvers (``instance_source``).
+a sidecar's memory holds only what it runs (measured, of a ~50 MB sidecar):
+prometheus_client (about 2.5 MB) with metrics, OpenTelemetry with tracing
+(``Tracer``), dnspython or zeroconf with those name resolvers
+(``instance_source``), PyYAML with resource or Configuration files. The mTLS
+certificate is built in a child process (``certs.issue``), so cryptography
+(about 11 MB once it has made a key) is never loaded here.
 """
 
 from __future__ import annotations
