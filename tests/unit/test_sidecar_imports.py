@@ -114,3 +114,22 @@ def test_tracing_to_an_exporter_loads_opentelemetry_and_a_config_loads_yaml(
 def test_a_dns_resolver_loads_dnspython(tmp_path: Path) -> None:
     found = loaded(["--mode", "kubernetes", "--enable-metrics=false"], tmp_path / "home")
     assert found == {"dns"}
+
+
+def test_importing_the_command_the_sidecar_and_the_runner_loads_none_of_them() -> None:
+    script = (
+        "import json, sys\n"
+        "import proxy.cli, proxy.runner, proxy.sidecar\n"
+        "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=_environment(),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert set(json.loads(result.stdout)) & set(OPTIONAL) == set()
