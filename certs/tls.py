@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import grpc
-from cryptography import x509
 
 from certs.errors import InvalidSpiffeId
+from certs.identity import WorkloadIdentity
 from certs.spiffe import SpiffeId
-from certs.workload import WorkloadIdentity
 
 # gRPC core fills this in during the handshake when the leaf has exactly one SPIFFE URI SAN.
 _PEER_SPIFFE_ID = "peer_spiffe_id"
@@ -58,6 +57,9 @@ def peer_spiffe_id(auth_context: Mapping[str, Sequence[bytes]]) -> SpiffeId | No
     if not pems:
         return None
     # Older gRPC cores do not export peer_spiffe_id; read the leaf's URI SAN ourselves.
+    # (cryptography is imported only here: a sidecar on a current core never loads it.)
+    from cryptography import x509
+
     try:
         certificate = x509.load_pem_x509_certificate(pems[0])
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -12,20 +11,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from certs.authority import Issuer, signing_hash
 from certs.errors import CaInvalid
+from certs.identity import WorkloadIdentity as WorkloadIdentity  # re-exported
 from certs.spiffe import SpiffeId
 
 # Dapr Sentry's defaults.
 DEFAULT_WORKLOAD_TTL = timedelta(hours=24)
 DEFAULT_CLOCK_SKEW = timedelta(minutes=15)
-
-
-@dataclass(frozen=True)
-class WorkloadIdentity:
-    spiffe_id: SpiffeId
-    private_key_pem: bytes
-    certificate_chain_pem: bytes  # leaf first, then the issuer chain
-    trust_bundle_pem: bytes  # the roots a peer's chain must end at
-    not_after: datetime
 
 
 def issue_workload_identity(

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
-from certs.authority import create_authority, write_authority
 from certs.errors import CertError
 from proxy.app.health import HealthCheckSettings
 from proxy.config.configuration import ConfigError, load_configuration
@@ -269,6 +268,9 @@ def _int(text: str, flag: str) -> int:
 
 
 def _certs_init(args: argparse.Namespace) -> int:
+    # Only this command and an mTLS sidecar build certificates (cryptography: ~8 MB).
+    from certs.authority import create_authority, write_authority
+
     directory = Path(args.dir).expanduser()
     files = create_authority(args.trust_domain, datetime.now(UTC))
     write_authority(directory, files, overwrite=args.force)

@@ -21,7 +21,6 @@ import time
 from datetime import UTC, datetime
 from types import FrameType
 
-from certs.authority import create_authority, write_authority
 from proxy.config.settings import SidecarSettings
 from proxy.core.errors import TetherError
 
@@ -40,6 +39,9 @@ def ensure_local_ca(settings: SidecarSettings) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (directory / "issuer.key").exists():
             return
+        # Only here: this supervisor lives as long as the app, cryptography need not.
+        from certs.authority import create_authority, write_authority
+
         files = create_authority(settings.trust_domain, datetime.now(UTC))
         write_authority(directory, files)
     print(f"tether: created a local CA in {directory}", file=sys.stderr)

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from resiliency.errors import ConfigInvalid
 from resiliency.policies import ResiliencyConfig, frozen_map
 from resiliency.validation import KIND, ParsedDocument, validate_document
@@ -102,6 +100,8 @@ def load_texts(
     broken: list[tuple[Location, dict[Any, Any]]] = []  # rejected; references checked later
     declared: dict[str, set[str]] = {field: set() for _, _, field in _POLICY_KINDS}
     for file, text in sources:
+        import yaml  # only with a file to read: PyYAML is ~1 MB of a sidecar
+
         try:
             documents = list(yaml.safe_load_all(text))
         except yaml.YAMLError as exc:

@@ -26,7 +26,6 @@ false, as Dapr counts a failed evaluation as "do not trip".
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -243,6 +242,8 @@ class _Parser:
         if name in VARIABLES:
             return Variable(name), "int"
         message = f"unknown variable {show(name)} at column {token.column}"
+        import difflib  # only when there is a mistake to word
+
         close = difflib.get_close_matches(name, VARIABLES, n=1)
         if close:
             message += f" (did you mean {show(close[0])}?)"

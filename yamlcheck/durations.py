@@ -9,7 +9,6 @@ negative, so negatives are refused there, in one wording for every file.
 from __future__ import annotations
 
 import re
-from fractions import Fraction
 
 from yamlcheck.wording import show, type_name
 
@@ -53,10 +52,11 @@ def parse_go_duration(text: str) -> float:
         scale = _UNIT_NANOSECONDS.get(unit)
         if (not whole and not fraction) or scale is None:
             raise DurationError(f"{show(text)} is not a duration")
-        # Go truncates each part to whole nanoseconds.
+        # Go truncates each part to whole nanoseconds: exact integer floor division
+        # (all non-negative), with no float rounding and no fractions/decimal import.
         value = int(whole or 0) * scale
         if fraction:
-            value += int(Fraction(int(fraction), 10 ** len(fraction)) * scale)
+            value += int(fraction) * scale // 10 ** len(fraction)
         nanoseconds += value
         position = match.end()
     if nanoseconds > _MAX_NANOSECONDS + (1 if negative else 0):

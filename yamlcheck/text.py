@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-import yaml
+from typing import TYPE_CHECKING
 
 from yamlcheck.problems import Problems
+
+if TYPE_CHECKING:
+    import yaml
 
 
 def read_text(path: Path, problems: Problems) -> str | None:
@@ -22,6 +24,8 @@ def read_text(path: Path, problems: Problems) -> str | None:
 
 def yaml_error(exc: yaml.YAMLError) -> str:
     """``line N: what`` for a YAML syntax error (PyYAML counts lines from 0)."""
+    import yaml  # loaded already: the caller caught its error
+
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         what = exc.problem or exc.context or "invalid YAML"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 
 
@@ -38,5 +37,7 @@ def show(value: object) -> str:
 
 def suggestion(word: str, choices: tuple[str, ...] | list[str]) -> str:
     """' (did you mean "x"?)' for the closest choice, or "" when none is close."""
+    import difflib  # only when there is a mistake to word
+
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {show(close[0])}?)" if close else ""

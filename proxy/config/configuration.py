@@ -10,8 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from proxy.config.name_resolution import (
     NameResolutionSettings,
     parse_name_resolution,
@@ -71,6 +69,8 @@ def _read_yaml(path: Path, problems: Problems) -> object:
     text = read_text(path, problems)
     if text is None:
         return None
+    import yaml  # only with a --config: PyYAML is ~1 MB of a sidecar
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

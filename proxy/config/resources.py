@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from proxy.core.errors import UsageError
 
 # Dapr resource kinds tether does not apply yet (Resiliency it does).
@@ -27,6 +25,8 @@ def check_resources(paths: tuple[Path, ...]) -> None:
             problems.append(f"{folder}: --resources-path is not a folder")
             continue
         for file in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+            import yaml  # only with a file to read: PyYAML is ~1 MB of a sidecar
+
             try:
                 documents = list(yaml.safe_load_all(file.read_text()))
             except (OSError, yaml.YAMLError) as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from proxy.app.channel import AppResponse, HttpAppChannel
@@ -26,12 +27,15 @@ from proxy.hop.header_rules import (
     response_metadata,
 )
 from proxy.hop.rpc_methods import CALL_LOCAL
-from proxy.observability.metrics import Metrics
 from proxy.observability.spans import call_local_span_name, callee_span_attributes
 from proxy.observability.trace_context import TraceContext
 from proxy.observability.trace_propagation import app_headers_with_trace, metadata_trace
 from proxy.observability.tracer import SpanHandle, Tracer
 from proxy.protos import common_pb2, internals_pb2
+
+if TYPE_CHECKING:
+    # Types only: prometheus_client loads when metrics are on, not in every sidecar.
+    from proxy.observability.metrics import Metrics
 
 log = logging.getLogger("tether.callee")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -14,9 +15,12 @@ from proxy.core.errors import AppChannelError, CallRejected, StreamProtocolError
 from proxy.hop.callee import Callee, declared_length, response_head
 from proxy.hop.rpc_methods import CALL_LOCAL, CALL_LOCAL_STREAM
 from proxy.hop.wire import IdentityCheck, abort
-from proxy.observability.metrics import Metrics
 from proxy.observability.trace_propagation import grpc_metadata_trace
 from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc
+
+if TYPE_CHECKING:
+    # Types only: prometheus_client loads when metrics are on, not in every sidecar.
+    from proxy.observability.metrics import Metrics
 
 
 class ServiceInvocation(internals_pb2_grpc.ServiceInvocationServicer):  # type: ignore[misc]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from certs.errors import InvalidSpiffeId
 from certs.spiffe import SpiffeId
@@ -30,7 +31,6 @@ from proxy.hop.outcomes import (
 )
 from proxy.hop.policy_metrics import PolicyMetrics
 from proxy.hop.request_builder import Locality, internal_request, with_attempt
-from proxy.observability.metrics import Metrics
 from proxy.observability.spans import (
     call_local_span_name,
     caller_span_attributes,
@@ -41,6 +41,10 @@ from proxy.observability.trace_propagation import incoming_trace, propagate
 from proxy.observability.tracer import SpanHandle, Tracer
 from proxy.protos import internals_pb2
 from resiliency import ResiliencyEngine
+
+if TYPE_CHECKING:
+    # Types only: prometheus_client loads when metrics are on, not in every sidecar.
+    from proxy.observability.metrics import Metrics
 
 log = logging.getLogger("tether.invoke")
 

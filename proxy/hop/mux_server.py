@@ -11,6 +11,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -21,8 +22,11 @@ from proxy.hop.callee import Callee, response_head
 from proxy.hop.header_rules import CallerIdentity
 from proxy.hop.rpc_methods import MUX_CALL
 from proxy.hop.wire import INLINE_LIMIT, IdentityCheck, abort
-from proxy.observability.metrics import Metrics
 from proxy.protos import common_pb2, internals_pb2, mux_pb2, mux_pb2_grpc
+
+if TYPE_CHECKING:
+    # Types only: prometheus_client loads when metrics are on, not in every sidecar.
+    from proxy.observability.metrics import Metrics
 
 log = logging.getLogger("tether.mux")
 

@@ -3,9 +3,14 @@ policies applied to outbound calls, labelled the way daprd labels them."""
 
 from __future__ import annotations
 
-from proxy.observability.metrics import Metrics
+from typing import TYPE_CHECKING
+
 from resiliency import ResiliencyEngine
 from resiliency.lookup import AppPolicy
+
+if TYPE_CHECKING:
+    # Types only: prometheus_client loads when metrics are on, not in every sidecar.
+    from proxy.observability.metrics import Metrics
 
 _OUTBOUND = "outbound"
 

@@ -14,12 +14,6 @@ from prometheus_client import Counter, Gauge, Histogram
 from proxy.observability.dapr_exposition import DaprCollector, Export, Kind
 from proxy.observability.series_cap import CappedFamily, M
 
-# Dapr's default latency distribution, in milliseconds.
-DAPR_LATENCY_BUCKETS_MS: tuple[float, ...] = (
-    1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 25, 30, 40, 50, 65, 80, 100, 130, 160, 200,
-    250, 300, 400, 500, 650, 800, 1000, 2000, 5000, 10000, 20000, 50000, 100000,
-)  # fmt: skip
-
 # Dapr's ``defaultSizeDistribution`` for byte sizes: 1 KiB, 2 KiB, 4 KiB, 16 KiB, 64 KiB,
 # 256 KiB, 1 MiB, 4 MiB, 16 MiB, 64 MiB, 256 MiB, 1 GiB, 4 GiB.
 DAPR_BYTE_BUCKETS: tuple[float, ...] = (

@@ -10,7 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
-from proxy.observability.dapr_metrics import DAPR_LATENCY_BUCKETS_MS
+# Dapr's default latency distribution, in milliseconds. Kept here, with the settings,
+# so that reading settings does not load prometheus_client (dapr_metrics does).
+DAPR_LATENCY_BUCKETS_MS: tuple[float, ...] = (
+    1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 25, 30, 40, 50, 65, 80, 100, 130, 160, 200,
+    250, 300, 400, 500, 650, 800, 1000, 2000, 5000, 10000, 20000, 50000, 100000,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
