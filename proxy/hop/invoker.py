@@ -168,12 +168,16 @@ class Invoker:
             try:
                 return await send_once(attempt)
             except asyncio.CancelledError:
-                if policy.timeout is not None and self._policy_metrics is not None:
+                if self._policy_metrics is not None:
                     self._policy_metrics.fired("timeout", target.app_id)
                 raise
 
+        # Without a timeout policy nothing is counted on cancellation: one frame less.
+        operation = send if policy.timeout is not None else send_once
         try:
-            return await runner.run(send, classify, errors=classify_error, on_attempt=count_attempt)
+            return await runner.run(
+                operation, classify, errors=classify_error, on_attempt=count_attempt
+            )
         except CALL_FAILURES as exc:
             if isinstance(exc, InvocationFailed):
                 log.debug("invoke %s failed: %s %s", call.target_id, exc.grpc_code, exc)
