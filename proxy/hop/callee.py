@@ -67,8 +67,10 @@ def prepare_app_call(
         verb, query = "POST", ""
     if verb in ("NONE", "CONNECT"):
         raise InvalidMethod(f"verb {verb} is not allowed towards the app")
-    # The repeated fields themselves, not copies: they are only read.
-    metadata = {key: value.values for key, value in request.metadata.items()}
+    # The repeated fields themselves, not copies: they are only read. (Keys then
+    # lookups: a protobuf map's items() is a pure-Python view, slower per entry.)
+    carried = request.metadata
+    metadata = {key: carried[key].values for key in carried}
     headers = app_request_headers(
         metadata, verified_caller=verified_caller, app_api_token=app_api_token
     )

@@ -267,7 +267,9 @@ def client_response_headers(metadata: Mapping[str, Iterable[str]], content_type:
             continue
         if lower == "content-type":
             has_type = True
-        out.extend((name, v.encode("latin-1")) for v in values if not has_forbidden_bytes(v))
+        for value in values:
+            if not has_forbidden_bytes(value):
+                out.append((name, value.encode("latin-1")))
     if content_type and not has_type:
         out.append((b"content-type", content_type.encode("latin-1")))
     return out
