@@ -74,6 +74,14 @@ class Runner:
         # Streamed bodies cannot be replayed: no retries of any kind (Dapr 1.17+).
         self._retry = None if streaming else policy.retry
         self._builtin = None if streaming else policy.builtin_retry
+        # Nothing but (at most) the built-in retries applies: no timeout to arm, no
+        # breaker or budget to consult, no policy retry to schedule (the common case).
+        self._plain = (
+            policy.timeout is None
+            and breaker is None
+            and budget is None
+            and (self._retry is None or not self._retry.has_retries)
+        )
 
     async def run(
         self,
@@ -89,6 +97,8 @@ class Runner:
         AttemptTimedOut when the last attempt timed out, DeadlineExceeded when the
         overall deadline passed during an attempt, or the last attempt's exception.
         """
+        if self._plain:
+            return await self._run_plain(operation, classify, errors, on_attempt)
         retry = self._retry
         backoff = Backoff(retry, self._clock, self._rng) if retry and retry.has_retries else None
         timeout = self.policy.timeout
@@ -113,6 +123,25 @@ class Runner:
                     raise error
                 return result[0]
             await self._sleep(delay)
+
+    async def _run_plain(
+        self,
+        operation: Callable[[int], Awaitable[T]],
+        classify: Callable[[T], Outcome],
+        errors: Callable[[Exception], Outcome | None] | None,
+        on_attempt: Callable[[int], None] | None,
+    ) -> T:
+        """``run`` when only the built-in retries can apply: one attempt of the
+        policy (the built-in retries loop inside it), as the full path would run it."""
+        if on_attempt is not None:
+            on_attempt(1)
+        try:
+            value, _ = await self._with_builtin(operation, classify, errors, 1)
+        except _Failed as failed:
+            error = failed.error
+        else:
+            return value
+        raise error
 
     def _next_delay(
         self, backoff: Backoff | None, outcome: Outcome, deadline: float | None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from proxy.core.errors import CallRejected
 
@@ -46,6 +47,8 @@ _TRUSTED = frozenset(
 # Never sent on from the caller's request: routing and auth for this sidecar only,
 # and Host (the callee sets the app's own).
 _CALLER_ONLY = frozenset({b"dapr-api-token", b"dapr-app-id", b"host"})
+# Everything the caller side never forwards, whatever the request's Connection lists.
+_NOT_FORWARDED = HOP_BY_HOP | _TRUSTED | _CALLER_ONLY
 # gRPC's reserved names, which an HTTP/1 request can not carry: Dapr renames them.
 _GRPC_PSEUDO = frozenset({":method", ":scheme", ":path", ":authority"})
 # An HTTP field name (RFC 9110 token).
@@ -96,6 +99,17 @@ def canonical_name(name: str) -> str:
     return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
 
 
+# Per-call header work is per name, and a service sees few distinct names: each
+# name's translation is computed once (bounded, so odd names cannot grow it).
+_NAME_CACHE = 1024
+
+
+@lru_cache(maxsize=_NAME_CACHE)
+def _metadata_key(name: bytes) -> str:
+    """A header name as a metadata key (canonical form)."""
+    return canonical_name(name.decode("latin-1"))
+
+
 def outbound_metadata(
     headers: Sequence[tuple[bytes, bytes]],
     *,
@@ -109,12 +123,18 @@ def outbound_metadata(
 
     ``drop`` names one more header to remove (the one that carried the target id).
     """
+    listed = _connection_listed(headers)
     metadata: Metadata = {}
-    for name, value in strip_hop_by_hop(headers):
-        if name in _TRUSTED or name in _CALLER_ONLY or name == drop:
+    for name, value in headers:
+        if name in _NOT_FORWARDED or name in listed or name == drop:
             continue
-        key = canonical_name(name.decode("latin-1"))
-        metadata.setdefault(key, []).append(value.decode("latin-1"))
+        key = _metadata_key(name)
+        text = value.decode("latin-1")
+        known = metadata.get(key)
+        if known is None:
+            metadata[key] = [text]
+        else:
+            known.append(text)
     _append_forwarded(metadata, host_ip, hostname)
     metadata[CALLER_APP_ID] = [caller.app_id]
     metadata[CALLER_NAMESPACE] = [caller.namespace]
@@ -145,17 +165,17 @@ def app_request_headers(
     function, from the request itself. With mTLS the caller's identity comes
     from its certificate and overrides whatever the metadata claims.
     """
-    listed = {v.strip().lower() for vs in metadata.get("Connection", ()) for v in vs.split(",")}
+    listed = _listed(metadata)
     out: Headers = []
     for key, values in metadata.items():
-        if key.lower().endswith("-bin"):
+        translated = _app_header(key)
+        if translated is None:
             continue
-        lower = app_header_name(key.lower())
-        if lower in _CALLEE_SETS or lower in listed or lower.encode() in HOP_BY_HOP:
+        lower, name = translated
+        if listed and lower in listed:
             continue
         if verified_caller is not None and lower in (CALLER_APP_ID, CALLER_NAMESPACE):
             continue
-        name = lower.encode()
         for value in values:
             data = header_value_bytes(value)
             if data is not None:
@@ -166,6 +186,28 @@ def app_request_headers(
     if app_api_token:
         out.append((API_TOKEN, app_api_token.encode("latin-1")))
     return out
+
+
+def _listed(metadata: Mapping[str, Iterable[str]]) -> set[str]:
+    """The lower-case names a ``Connection`` entry lists (hop-by-hop, never passed on)."""
+    connection = metadata.get("Connection")
+    if not connection:
+        return set()
+    return {v.strip().lower() for vs in connection for v in vs.split(",")}
+
+
+@lru_cache(maxsize=_NAME_CACHE)
+def _app_header(key: str) -> tuple[str, bytes] | None:
+    """A metadata key as the app's header (lower-case text and bytes); None when
+    such a key never reaches the app. Raises CallRejected (not cached) for a name
+    no HTTP/1 request can carry."""
+    if key.lower().endswith("-bin"):
+        return None
+    lower = app_header_name(key.lower())
+    name = lower.encode()
+    if lower in _CALLEE_SETS or name in HOP_BY_HOP:
+        return None
+    return lower, name
 
 
 def app_header_name(key: str) -> str:
@@ -204,27 +246,44 @@ def response_metadata(headers: Sequence[tuple[bytes, bytes]]) -> Metadata:
     """Callee side: the app's response headers -> response metadata (hop-by-hop removed)."""
     metadata: Metadata = {}
     for name, value in strip_hop_by_hop(headers):
-        key = canonical_name(name.decode("latin-1"))
-        metadata.setdefault(key, []).append(value.decode("latin-1"))
+        key = _metadata_key(name)
+        text = value.decode("latin-1")
+        known = metadata.get(key)
+        if known is None:
+            metadata[key] = [text]
+        else:
+            known.append(text)
     return metadata
 
 
 def client_response_headers(metadata: Mapping[str, Iterable[str]], content_type: str) -> Headers:
     """Caller side: response metadata -> headers for the calling client."""
-    listed = {v.strip().lower() for vs in metadata.get("Connection", ()) for v in vs.split(",")}
+    listed = _listed(metadata)
     out: Headers = []
     has_type = False
     for key, values in metadata.items():
-        lower = key.lower()
-        name = lower.encode("latin-1")
-        if name in HOP_BY_HOP or lower in listed or lower.endswith("-bin"):
+        lower, name = _client_header(key)
+        if not name or (listed and lower in listed):
             continue
         if lower == "content-type":
             has_type = True
-        out.extend((name, v.encode("latin-1")) for v in values if not has_forbidden_bytes(v))
+        for value in values:
+            if not has_forbidden_bytes(value):
+                out.append((name, value.encode("latin-1")))
     if content_type and not has_type:
         out.append((b"content-type", content_type.encode("latin-1")))
     return out
+
+
+@lru_cache(maxsize=_NAME_CACHE)
+def _client_header(key: str) -> tuple[str, bytes]:
+    """A response metadata key as the client's header (lower-case text and bytes);
+    empty bytes when it never reaches the client."""
+    lower = key.lower()
+    name = lower.encode("latin-1")
+    if name in HOP_BY_HOP or lower.endswith("-bin"):
+        return lower, b""
+    return lower, name
 
 
 def has_forbidden_bytes(value: str) -> bool:

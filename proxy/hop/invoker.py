@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tether.invoke")
 
+# How many distinct target ids keep their parsed form.
+_TARGETS_KEPT = 1024
+
 
 class Invoker:
     def __init__(
@@ -75,14 +78,12 @@ class Invoker:
         self._resiliency = resiliency
         # Largest failed response body held in memory while deciding on a retry.
         self._replay_limit = replay_limit
+        # Target ids already parsed and checked (an id's meaning never changes).
+        self._targets: dict[str, tuple[AppAddress, SpiffeId]] = {}
 
     async def invoke(self, call: Invocation) -> Answer:
         """The target app's answer; raises InvokeError when the call failed before it."""
-        try:
-            target = split_app_id(call.target_id, self._here.identity.namespace)
-            peer = SpiffeId(self._here.trust_domain, target.namespace, target.app_id)
-        except (InvalidAppId, InvalidSpiffeId) as exc:
-            raise InvokeError(call.target_id, str(exc)) from exc
+        target, peer = self._target(call.target_id)
         message = internal_request(call, target.app_id, self._here)
         span = self._start_span(call, target.app_id, message)
         if span is None:
@@ -101,6 +102,21 @@ class Invoker:
             answer.headers = [h for h in answer.headers if h[0] != b"traceparent"]
             answer.headers.append((b"traceparent", traceparent.encode()))
         return answer
+
+    def _target(self, target_id: str) -> tuple[AppAddress, SpiffeId]:
+        """The app a target id names and its sidecar's identity, checked once per id."""
+        known = self._targets.get(target_id)
+        if known is not None:
+            return known
+        try:
+            target = split_app_id(target_id, self._here.identity.namespace)
+            peer = SpiffeId(self._here.trust_domain, target.namespace, target.app_id)
+        except (InvalidAppId, InvalidSpiffeId) as exc:
+            raise InvokeError(target_id, str(exc)) from exc
+        if len(self._targets) >= _TARGETS_KEPT:
+            self._targets.clear()  # callers naming ever new apps: start over, stay bounded
+        self._targets[target_id] = (target, peer)
+        return target, peer
 
     def _start_span(
         self, call: Invocation, app_id: str, message: internals_pb2.InternalInvokeRequest
@@ -172,12 +188,16 @@ class Invoker:
             try:
                 return await send_once(attempt)
             except asyncio.CancelledError:
-                if policy.timeout is not None and self._policy_metrics is not None:
+                if self._policy_metrics is not None:
                     self._policy_metrics.fired("timeout", target.app_id)
                 raise
 
+        # Without a timeout policy nothing is counted on cancellation: one frame less.
+        operation = send if policy.timeout is not None else send_once
         try:
-            return await runner.run(send, classify, errors=classify_error, on_attempt=count_attempt)
+            return await runner.run(
+                operation, classify, errors=classify_error, on_attempt=count_attempt
+            )
         except CALL_FAILURES as exc:
             if isinstance(exc, InvocationFailed):
                 log.debug("invoke %s failed: %s %s", call.target_id, exc.grpc_code, exc)

@@ -52,25 +52,38 @@ class MuxConnection:
         if self.broken:
             raise InvocationFailed("transport closed", "UNAVAILABLE")
         call_id = next(self._ids)
-        frame = mux_pb2.MuxFrame(call_id=call_id, request=request)
+        frame = mux_pb2.MuxFrame(call_id=call_id)
+        frame.request.CopyFrom(request)
         frame.request.message.data.value = data
-        answer: asyncio.Future[mux_pb2.MuxFrame] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[mux_pb2.MuxFrame] = loop.create_future()
         # Registered before anything awaits, so the reader's failure reaches it.
         self._pending[call_id] = answer
+        # One timer per call, not an asyncio.timeout scope (several times the cost).
+        deadline: _Deadline | None = None
+        timer: asyncio.TimerHandle | None = None
+        if timeout is not None:
+            deadline = _Deadline(answer)
+            timer = loop.call_later(timeout, deadline)
         try:
-            async with asyncio.timeout(timeout):
+            if not self._opened.is_set():
                 await self._opened.wait()
-                if not answer.done():
-                    try:
-                        async with self._write_lock:
-                            await self._call.write(frame)
-                    except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
-                        pass  # the stream failed under the write; the reader reports why
-                reply = await answer
-        except TimeoutError:
-            # Dapr's words for a call past its deadline.
-            raise InvocationFailed("context deadline exceeded", "DEADLINE_EXCEEDED") from None
+            if not answer.done():
+                try:
+                    async with self._write_lock:
+                        await self._call.write(frame)
+                except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+                    pass  # the stream failed under the write; the reader reports why
+            if deadline is not None:
+                deadline.sent()
+            reply = await answer
+        except asyncio.CancelledError:
+            if deadline is not None and deadline.interrupted():
+                raise _deadline_exceeded() from None
+            raise
         finally:
+            if timer is not None:
+                timer.cancel()
             self._pending.pop(call_id, None)
         if reply.HasField("error"):
             raise InvocationFailed(reply.error.message, grpc_code_name(reply.error.code))
@@ -126,3 +139,44 @@ class MuxConnection:
         self.broken = True
         self._call.cancel()
         self._reader.cancel()
+
+
+def _deadline_exceeded() -> InvocationFailed:
+    # Dapr's words for a call past its deadline.
+    return InvocationFailed("context deadline exceeded", "DEADLINE_EXCEEDED")
+
+
+class _Deadline:
+    """The bound of one multiplexed call, fired by a loop timer.
+
+    Once the frame is sent the call only waits for its answer, so the deadline
+    fails the answer. Before that (waiting for the stream to open, or inside a
+    write held up by flow control) it cancels the calling task, as
+    ``asyncio.timeout`` would, and ``invoke`` turns that into the same error."""
+
+    __slots__ = ("_answer", "_cancelled", "_cancelling", "_sending", "_task")
+
+    def __init__(self, answer: asyncio.Future[mux_pb2.MuxFrame]) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._answer = answer
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._sending = True
+        self._cancelled = False
+
+    def sent(self) -> None:
+        self._sending = False
+
+    def __call__(self) -> None:
+        if self._answer.done():
+            return
+        if self._sending:
+            self._cancelled = True
+            self._task.cancel()
+        else:
+            self._answer.set_exception(_deadline_exceeded())
+
+    def interrupted(self) -> bool:
+        """True when a cancellation came from this deadline alone (and is now undone)."""
+        return self._cancelled and self._task.uncancel() <= self._cancelling

@@ -18,7 +18,7 @@ import grpc
 from proxy.core.body import Body, close_body
 from proxy.core.errors import AppChannelError, CallRejected
 from proxy.core.grpc_status import grpc_code_name
-from proxy.hop.callee import Callee, response_head
+from proxy.hop.callee import Callee, fill_response_head
 from proxy.hop.header_rules import CallerIdentity
 from proxy.hop.rpc_methods import MUX_CALL
 from proxy.hop.wire import INLINE_LIMIT, IdentityCheck, abort
@@ -189,7 +189,7 @@ class MuxService(mux_pb2_grpc.MultiplexServicer):  # type: ignore[misc]
             await close_body(response.body)
             raise CallRejected("INTERNAL", f"error invoking app channel: {exc}") from exc
         reply = mux_pb2.MuxFrame(call_id=frame.call_id)
-        reply.response.CopyFrom(response_head(response))
+        fill_response_head(reply.response, response)
         reply.response.message.data.value = data
         if not whole:
             reply.body_ticket = self._parked.park(caller, response.body)
