@@ -128,13 +128,7 @@ def outbound_metadata(
     for name, value in headers:
         if name in _NOT_FORWARDED or name in listed or name == drop:
             continue
-        key = _metadata_key(name)
-        text = value.decode("latin-1")
-        known = metadata.get(key)
-        if known is None:
-            metadata[key] = [text]
-        else:
-            known.append(text)
+        _add(metadata, _metadata_key(name), value.decode("latin-1"))
     _append_forwarded(metadata, host_ip, hostname)
     metadata[CALLER_APP_ID] = [caller.app_id]
     metadata[CALLER_NAMESPACE] = [caller.namespace]
@@ -242,17 +236,20 @@ def header_value_bytes(value: str) -> bytes | None:
         return value.encode()
 
 
+def _add(metadata: Metadata, key: str, text: str) -> None:
+    """Append one value under ``key``, keeping repeated headers as a list."""
+    known = metadata.get(key)
+    if known is None:
+        metadata[key] = [text]
+    else:
+        known.append(text)
+
+
 def response_metadata(headers: Sequence[tuple[bytes, bytes]]) -> Metadata:
     """Callee side: the app's response headers -> response metadata (hop-by-hop removed)."""
     metadata: Metadata = {}
     for name, value in strip_hop_by_hop(headers):
-        key = _metadata_key(name)
-        text = value.decode("latin-1")
-        known = metadata.get(key)
-        if known is None:
-            metadata[key] = [text]
-        else:
-            known.append(text)
+        _add(metadata, _metadata_key(name), value.decode("latin-1"))
     return metadata
 
 
