@@ -21,12 +21,14 @@ ALLOWED: dict[str, set[str]] = {
     "resiliency": {"yamlcheck"},
     "proxy.protos": set(),
     "proxy.core": set(),
+    # A lean gRPC over HTTP/2 (h2): generic, knows nothing of Dapr or tether.
+    "proxy.grpcwire": {"proxy.core"},
     "proxy.discovery": {"proxy.core", "yamlcheck"},
     "proxy.observability": {"proxy.core", "proxy.protos", "yamlcheck"},
     "proxy.app": {"proxy.core", "proxy.observability"},
     # Settings gather each stage's settings types; nothing of the call path itself.
     "proxy.config": {"proxy.core", "yamlcheck", "resiliency", "certs", *STAGES},
-    "proxy.hop": {"proxy.core", "proxy.protos", "resiliency", "certs", *STAGES},
+    "proxy.hop": {"proxy.core", "proxy.protos", "proxy.grpcwire", "resiliency", "certs", *STAGES},
     "proxy.edge": {"proxy.core", "proxy.hop", "proxy.app", "proxy.observability"},
 }
 
