@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check = resiliency_commands.add_parser("check", help="validate files before deploying them")
     check.add_argument("files", nargs="+", help="Resiliency YAML files or folders")
+    config = commands.add_parser("config", help="Dapr Configuration files")
+    config_commands = config.add_subparsers(
+        dest="config_command", required=True, parser_class=_Parser
+    )
+    config_check = config_commands.add_parser("check", help="validate files before using them")
+    config_check.add_argument("files", nargs="+", help="Configuration YAML files")
     certs = commands.add_parser("certs", help="local certificate authority")
     certs_commands = certs.add_subparsers(dest="certs_command", required=True, parser_class=_Parser)
     init = certs_commands.add_parser("init", help="create a root CA and an issuer")
@@ -207,7 +213,11 @@ def settings_from_args(
             name_resolution=resolution,
             metric=configuration.metric,
             tracing=configuration.tracing,
+            access_control=configuration.access_control,
         )
+        if configuration.access_control is not None:
+            # Dapr: the app's trust domain (its SPIFFE ID's) comes from accessControl.
+            settings = replace(settings, trust_domain=configuration.access_control.trust_domain)
     configured = (
         settings.name_resolution if settings.config_path is not None else NameResolutionSettings()
     )
@@ -301,6 +311,27 @@ def _resiliency_check(files: list[str]) -> int:
     return 0
 
 
+def _config_check(files: list[str]) -> int:
+    """Like ``resiliency check``: every problem of every file (exit 1), or summaries (exit 0)."""
+    from proxy.config.configuration_check import check_configurations
+
+    missing = [name for name in files if not Path(name).is_file()]
+    if missing:
+        raise UsageError(f"{missing[0]}: no such file")
+    report = check_configurations([Path(name) for name in files])
+    for note in report.notes:
+        print(f"note: {note}")
+    if report.problems:
+        for line in report.problems:
+            print(line, file=sys.stderr)
+        count = len(report.problems)
+        print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
+        return 1
+    for line in report.summary:
+        print(line)
+    return 0
+
+
 def _run_event_loop(coroutine: object) -> None:
     import uvloop
 
@@ -319,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _certs_init(args)
         if args.command == "resiliency":
             return _resiliency_check(args.files)
+        if args.command == "config":
+            return _config_check(args.files)
         settings = settings_from_args(args, os.environ, mtls_default=args.command == "run")
         configure_logging(settings.log_level, settings.app_id, settings.log_as_json)
         if args.command == "sidecar":

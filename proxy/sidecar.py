@@ -42,6 +42,7 @@ from proxy.discovery.sources import Announcement, SourceSetupError, instance_sou
 from proxy.edge import dapr_errors
 from proxy.edge.api import ApiHandler, AppConnection
 from proxy.edge.http_server import HttpLimits, HttpServer
+from proxy.hop.access_control import access_control_for
 from proxy.hop.callee import Callee
 from proxy.hop.grpc_tuning import server_options
 from proxy.hop.header_rules import CallerIdentity
@@ -69,7 +70,7 @@ class StartupError(TetherError):
 class Sidecar:
     def __init__(self, settings: SidecarSettings) -> None:
         self.settings = settings
-        self.identity = CallerIdentity(settings.app_id, settings.namespace)
+        self.identity = CallerIdentity(settings.app_id, settings.namespace, settings.trust_domain)
         self.internal_port = 0
         self._ready = False
         self._stopping = asyncio.Event()
@@ -123,8 +124,11 @@ class Sidecar:
                 probe_channel = HttpAppChannel(s.app_channel_address, s.app_port, max_idle=1)
                 self._prober = AppHealthProber(probe_channel, s.app_health, self._health)
         metrics = self._metrics
+        access, warnings = access_control_for(s.access_control, s.app_protocol, s.enable_mtls)
+        for warning in warnings:
+            log.warning("%s: %s", s.config_path, warning)
         self._callee = Callee(
-            self._app, s.app_api_token, self._health, metrics, self._tracer, s.app_id
+            self._app, s.app_api_token, self._health, metrics, self._tracer, s.app_id, access
         )
         self._client = InternalClient(
             _security_factory(workload), grpc_message_limit(s), liveness=resolution.liveness
@@ -365,7 +369,7 @@ def _identify_caller() -> Callable[[grpc.aio.ServicerContext], CallerIdentity | 
 
     def identify(context: grpc.aio.ServicerContext) -> CallerIdentity | None:
         peer = peer_spiffe_id(context.auth_context())
-        return CallerIdentity(peer.app_id, peer.namespace) if peer else None
+        return CallerIdentity(peer.app_id, peer.namespace, peer.trust_domain) if peer else None
 
     return identify
 

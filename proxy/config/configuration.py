@@ -10,10 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from proxy.config.access_control import parse_access_control
 from proxy.config.name_resolution import (
     NameResolutionSettings,
     parse_name_resolution,
 )
+from proxy.core.access_policy import AccessControlSpec
 from proxy.core.errors import TetherError
 from proxy.observability.tracing_settings import TracingSettings, parse_tracing
 from yamlcheck import Problems, read_text, yaml_error
@@ -22,9 +24,8 @@ API_VERSION = "dapr.io/v1alpha1"
 KIND = "Configuration"
 
 _TOP_LEVEL_KEYS = ("apiVersion", "kind", "metadata", "spec")
-_IMPLEMENTED_SPEC_KEYS = ("nameResolution", "metric", "metrics", "tracing")
+_IMPLEMENTED_SPEC_KEYS = ("nameResolution", "metric", "metrics", "tracing", "accessControl")
 _UNIMPLEMENTED_SPEC_KEYS = (
-    "accessControl",
     "mtls",
     "features",
     "appHttpPipeline",
@@ -63,6 +64,8 @@ class ConfigurationSettings:
     name_resolution: NameResolutionSettings
     metric: MetricConfig = MetricConfig()
     tracing: TracingSettings = field(default_factory=TracingSettings)
+    # None: no access control (Dapr's default: every caller may call every method).
+    access_control: AccessControlSpec | None = None
 
 
 def _read_yaml(path: Path, problems: Problems) -> object:
@@ -155,6 +158,7 @@ class _Draft:
     metric: MetricConfig = MetricConfig()
     tracing: object = None
     tracing_at: int | None = None
+    access_control: AccessControlSpec | None = None
 
 
 def _settings(problems: Problems, document: object) -> _Draft:
@@ -180,6 +184,8 @@ def _settings(problems: Problems, document: object) -> _Draft:
                 draft.metric = _metric(problems, key, value)
             elif key == "tracing":
                 draft.tracing, draft.tracing_at = value, len(problems)
+            elif key == "accessControl":
+                draft.access_control = parse_access_control(problems, value)
             elif key in _UNIMPLEMENTED_SPEC_KEYS:
                 problems.add(f"spec.{key}", "not supported yet by tether")
             else:
@@ -203,4 +209,6 @@ def load_configuration(path: Path, env: Mapping[str, str] | None = None) -> Conf
         lines = problems.items
         at = len(lines) if draft.tracing_at is None else draft.tracing_at
         raise ConfigError([*lines[:at], *tracing_problems, *lines[at:]])
-    return ConfigurationSettings(draft.name, draft.name_resolution, draft.metric, tracing)
+    return ConfigurationSettings(
+        draft.name, draft.name_resolution, draft.metric, tracing, draft.access_control
+    )

@@ -15,6 +15,7 @@ from certs.spiffe import validate_app_id, validate_namespace
 from proxy.app.health import HealthCheckSettings
 from proxy.config.configuration import MetricConfig
 from proxy.config.name_resolution import NameResolutionSettings
+from proxy.core.access_policy import AccessControlSpec
 from proxy.core.errors import UsageError
 from proxy.discovery.registry import default_registry_path
 from proxy.observability.tracing_settings import TracingSettings
@@ -66,6 +67,8 @@ class SidecarSettings:
     app_health: HealthCheckSettings | None = None
     # Refuse to start when a resource file has a problem (default: log it, skip that file).
     strict_config: bool = False
+    # spec.accessControl of the Configuration; None: every caller may call every method.
+    access_control: AccessControlSpec | None = None
 
 
 def parse_size(text: str, flag: str) -> int:

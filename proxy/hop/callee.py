@@ -18,6 +18,7 @@ from proxy.core.body import Body, BodyReadError
 from proxy.core.errors import AppChannelError, CallRejected, InvalidMethod, StreamProtocolError
 from proxy.core.grpc_status import GRPC_CODE_NAMES
 from proxy.core.method_path import normalize_method
+from proxy.hop.access_control import NO_VERB, AccessControl, denied_message
 from proxy.hop.header_rules import (
     CALLER_APP_ID,
     CallerIdentity,
@@ -121,6 +122,8 @@ class Callee:
     metrics: Metrics | None = None
     tracer: Tracer | None = None
     app_id: str = ""
+    # spec.accessControl; None: every caller may call every method.
+    access_control: AccessControl | None = None
 
     async def serve(
         self,
@@ -130,13 +133,16 @@ class Callee:
         trace_parent: TraceContext | None = None,
         *,
         rpc: str = CALL_LOCAL,
+        local: bool = False,
     ) -> AppResponse:
         """Call the app; raise CallRejected with the gRPC code Dapr would answer.
 
         ``trace_parent`` is a context from gRPC call metadata (``grpc-trace-bin``),
         used when the invocation's own metadata carries none. ``rpc`` is the full
         name of the RPC that carried the call, for the span's ``dapr.api`` (the
-        local shortcut stands in for a unary CallLocal).
+        local shortcut stands in for a unary CallLocal). ``local``: our own app
+        calls itself through us, which access control does not judge (as in daprd,
+        whose local invocation goes straight to the app channel).
         """
         metrics = self.metrics
         source = caller.app_id if caller is not None else _claimed_caller(request)
@@ -152,7 +158,7 @@ class Callee:
             )
         try:
             response, call, latency_ms = await self._serve(
-                request, body, caller, span.context if span is not None else None
+                request, body, caller, span.context if span is not None else None, local
             )
         except CallRejected as exc:
             self._rejected(exc, source, span)
@@ -189,11 +195,14 @@ class Callee:
         body: Body,
         caller: CallerIdentity | None,
         trace: TraceContext | None,
+        local: bool,
     ) -> tuple[AppResponse, AppCall, float]:
         if request.ver != internals_pb2.V1:
             raise CallRejected("UNIMPLEMENTED", f"unsupported api version {request.ver}")
         if self.app is None:
             raise CallRejected("INTERNAL", "app channel not initialized")
+        if self.access_control is not None and not local:
+            self._check_access(self.access_control, request, caller)
         if self.health is not None and not self.health.healthy:
             raise CallRejected("INTERNAL", "app is not in a healthy state")
         try:
@@ -208,6 +217,40 @@ class Callee:
         except (AppChannelError, StreamProtocolError, BodyReadError) as exc:
             raise CallRejected("INTERNAL", f"error invoking app channel: {exc}") from exc
         return response, call, (time.perf_counter() - started) * 1000
+
+    def _check_access(
+        self,
+        access: AccessControl,
+        request: internals_pb2.InternalInvokeRequest,
+        caller: CallerIdentity | None,
+    ) -> None:
+        """Raise CallRejected (PERMISSION_DENIED) unless the policy lets ``caller`` in.
+
+        Judged on the normalised method, the one the app is called with (and on its
+        decoded reading, see ``AccessControl.judge``), so no spelling of a path
+        (``%2F``, ``..``, ``%2e%2e``, ``//``) reaches a method the policy denies.
+        """
+        message = request.message
+        try:
+            method = normalize_method(message.method)
+        except InvalidMethod as exc:
+            raise CallRejected("INVALID_ARGUMENT", str(exc)) from exc
+        # daprd judges the verb the request carries: none (NONE) without an HTTP extension.
+        verb = (
+            _VERB_NAMES.get(message.http_extension.verb, NO_VERB)
+            if (message.HasField("http_extension") and access.http)
+            else NO_VERB
+        )
+        decision = access.judge(caller, method, verb)
+        if self.metrics is not None:
+            who = caller or CallerIdentity("", "")
+            self.metrics.acl_decision(
+                decision.by, decision.allowed, who.app_id, who.trust_domain, who.namespace
+            )
+        if not decision.allowed:
+            message_text = denied_message(caller, method, verb)
+            log.debug("%s", message_text)
+            raise CallRejected("PERMISSION_DENIED", message_text)
 
 
 def _claimed_caller(request: internals_pb2.InternalInvokeRequest) -> str:

@@ -70,6 +70,8 @@ _CALLEE_SETS = frozenset(
 class CallerIdentity:
     app_id: str
     namespace: str
+    # From the peer's SPIFFE ID; "" when not known (then no access policy matches it).
+    trust_domain: str = ""
 
 
 def _connection_listed(headers: Sequence[tuple[bytes, bytes]]) -> frozenset[bytes]:

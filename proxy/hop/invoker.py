@@ -280,7 +280,7 @@ class Invoker:
         metrics.grpc_client(rpc.method, rpc_status, latency_ms, len(body.head), received)
 
     async def _send_local(self, message: internals_pb2.InternalInvokeRequest, body: Body) -> Answer:
-        response = await self._callee.serve(message, body, self._here.identity)
+        response = await self._callee.serve(message, body, self._here.identity, local=True)
         return Answer(response.status, strip_hop_by_hop(response.headers), response.body)
 
 

@@ -197,6 +197,22 @@ class DaprFamilies:
             overflow=(1,),
         )
 
+        # Access control on the callee: app_id, trustDomain and namespace are the caller's
+        # (from its SPIFFE ID; empty without one), as daprd labels them.
+        acl_labels = ("app_id", "trustDomain", "namespace")
+        acl = "dapr_runtime_acl_"
+        self.acl: dict[tuple[str, bool], CappedFamily[Counter]] = {
+            (by, allowed): self._counter(
+                f"{acl}{by}_policy_action_{'allowed' if allowed else 'blocked'}_total",
+                f"Requests {'allowed' if allowed else 'blocked'} by the "
+                f"{'app' if by == 'app' else 'global'} action of the access control policy.",
+                acl_labels,
+                overflow=(0, 2),
+            )
+            for by in ("app", "global")
+            for allowed in (True, False)
+        }
+
         policy_labels = (
             "app_id",
             "name",

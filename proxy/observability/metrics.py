@@ -62,6 +62,13 @@ class Metrics:
         """Callee: the response to ``dst_app_id`` (the caller) was sent."""
         self._f.res_sent.child((self._app_id, dst_app_id, status)).inc()
 
+    def acl_decision(
+        self, by: str, allowed: bool, app_id: str, trust_domain: str, namespace: str
+    ) -> None:
+        """Callee: access control decided a call by the ``app`` or ``global`` action;
+        the labels name the caller ("" when it has no verified identity)."""
+        self._f.acl[(by, allowed)].child((app_id, trust_domain, namespace)).inc()
+
     # -- HTTP --------------------------------------------------------------------------
 
     def http_server(

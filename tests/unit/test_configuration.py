@@ -99,8 +99,8 @@ metadata:
   labels: {}
 spec:
   nameResolutoin: {}
-  accessControl:
-    defaultAction: deny
+  mtls:
+    enabled: true
   bogus: 1
 """
     assert problems(tmp_path, text) == [
@@ -108,7 +108,7 @@ spec:
         'kind: expected "Configuration", got "Resiliency"',
         "metadata.name: missing",
         'spec.nameResolutoin: unknown field (did you mean "nameResolution"?)',
-        "spec.accessControl: not supported yet by tether",
+        "spec.mtls: not supported yet by tether",
         "spec.bogus: unknown field",
     ]
 
@@ -138,7 +138,6 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "key",
     [
-        "accessControl",
         "mtls",
         "features",
         "appHttpPipeline",
