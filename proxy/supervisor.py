@@ -91,6 +91,14 @@ class Supervisor:
 
     async def run(self) -> int:
         s = self._settings = claim_ports(self._settings)
+        if s.app_max_concurrency > 0:
+            log.warning(
+                "--app-max-concurrency %d applies to each of the %d workers: the app may get "
+                "up to %d calls at once",
+                s.app_max_concurrency,
+                s.workers,
+                s.app_max_concurrency * s.workers,
+            )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop, f"received {sig.name}")
