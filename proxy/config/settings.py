@@ -9,6 +9,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from certs.errors import InvalidSpiffeId
 from certs.spiffe import validate_app_id, validate_namespace
@@ -17,8 +18,10 @@ from proxy.config.configuration import MetricConfig
 from proxy.config.name_resolution import NameResolutionSettings
 from proxy.core.errors import UsageError
 from proxy.discovery.registry import default_registry_path
-from proxy.discovery.sources import Announcement
 from proxy.observability.tracing_settings import TracingSettings
+
+if TYPE_CHECKING:  # the sidecar loads discovery's sources; the CLI need not
+    from proxy.discovery.sources import Announcement
 
 DEFAULT_TRUST_DOMAIN = "public"
 _SIZE = re.compile(r"^\s*(\d+)\s*(Ki|Mi|Gi|k|K|M|G|B)?\s*$")
@@ -146,6 +149,8 @@ def host_identity(env: Mapping[str, str]) -> tuple[str, str]:
 def announcement(settings: SidecarSettings, internal_port: int) -> Announcement:
     """What this sidecar tells discovery systems; the workers of one sidecar are one
     instance, which worker 0 alone announces on mDNS."""
+    from proxy.discovery.sources import Announcement
+
     here = Announcement(settings.app_id, settings.namespace, settings.host_ip, internal_port)
     role = settings.worker
     if role is None:
