@@ -175,7 +175,11 @@ class Supervisor:
         deaths = 0
         while not self._stopping.is_set():
             began = loop.time()
-            code, was_ready, error = await self._run_worker(index)
+            try:
+                code, was_ready, error = await self._run_worker(index)
+            except OSError as exc:  # no process could be made (fork or exec failed)
+                self._fail(f"cannot start worker {index}: {exc.strerror or exc}")
+                return
             if self._stopping.is_set():
                 return
             if code == 0:
