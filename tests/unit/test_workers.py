@@ -3,13 +3,19 @@ port check (loopback sockets only)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
+from pathlib import Path
 
 import pytest
 
 from proxy.cli import build_parser, settings_from_args
 from proxy.config.settings import MAX_WORKERS, SidecarSettings, WorkerRole, announcement
 from proxy.core.errors import UsageError
+from proxy.discovery.mdns import MdnsSource
+from proxy.discovery.registry import SqliteRegistry
+from proxy.discovery.sources import instance_source
 from proxy.supervisor import MAX_RESTART_DELAY, describe_exit, restart_delay
 from proxy.worker_channel import (
     READY,
@@ -118,3 +124,47 @@ def test_internal_port_zero_is_chosen_and_free_ports_pass() -> None:
             PortTaken, match=r"cannot listen on internal gRPC address 127\.0\.0\.1:"
         ):
             claim_ports(taken)
+
+
+def test_only_worker_zero_announces_on_mdns_under_the_supervisors_pid() -> None:
+    for index in (0, 1):
+        role = WorkerRole(index, "rid", 4242)
+        here = announcement(SidecarSettings("orders", host_ip="198.18.0.1", worker=role), 50002)
+        made = instance_source("mdns", here, registry=None, update_interval=5.0, dns=None)
+        assert isinstance(made, MdnsSource)
+        assert made.instance.startswith(f"{socket.gethostname()}:4242.")
+        # No sockets: the multicast half is stubbed; a non-announcing worker stops there.
+        made._zeroconf = lambda: object()  # type: ignore[method-assign, assignment, return-value]
+        if index == 1:
+            asyncio.run(made.start())
+            assert made._info is None
+
+
+def test_workers_share_one_registry_row(tmp_path: Path) -> None:
+    registry = SqliteRegistry(tmp_path / "registry.db", clock=time.time)
+    try:
+        sources = [
+            instance_source(
+                "sqlite",
+                announcement(SidecarSettings("orders", worker=WorkerRole(i, "rid", 1)), 5000),
+                registry=registry,
+                update_interval=5.0,
+                dns=None,
+            )
+            for i in (0, 1)
+        ]
+
+        async def start_both() -> int:
+            for made in sources:
+                await made.start()
+            rows = len(registry.lookup("orders", "default"))
+            # Both heartbeat the same row: neither finds it gone and re-registers.
+            assert registry.heartbeat("rid")
+            for made in sources:
+                await made.close()
+            return rows
+
+        assert asyncio.run(start_both()) == 1  # one instance, not one per worker
+        assert registry.lookup("orders", "default") == []  # closed: deregistered
+    finally:
+        registry.close()
