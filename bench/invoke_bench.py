@@ -40,6 +40,8 @@ from bench.procs import (
     REPO,
     Proc,
     child_pid,
+    children,
+    cpu_seconds,
     free_port,
     proc_memory,
     start,
@@ -61,6 +63,20 @@ def command_line(pid: int) -> str:
         )
     except OSError:
         return "?"
+
+
+def wait_workers(proc: Proc, workers: int) -> str | None:
+    """Waits for the supervisor's "ready: N workers" line, then records the workers'
+    pids as the sidecar's own; returns a problem or None."""
+    deadline = time.monotonic() + 30.0
+    while f"ready: {workers} workers" not in proc.log_tail(200):
+        if not proc.alive() or time.monotonic() > deadline:
+            return f"{proc.name}: its {workers} workers were not ready"
+        time.sleep(0.05)
+    proc.extra_pids = children(proc.popen.pid)
+    if len(proc.extra_pids) != workers:
+        return f"{proc.name}: {len(proc.extra_pids)} child processes, expected {workers}"
+    return None
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -85,6 +101,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="ARG",
         help="extra flag for both sidecars, e.g. --sidecar-arg=--log-level=warn (repeatable)",
     )
+    add("--workers", type=int, default=1,
+        help="--workers of both tether sidecars (1, the default: no supervisor)")  # fmt: skip
     add("--profile", action="store_true", help="run the sidecars under py-spy record")
     add("--json", type=Path, default=None, metavar="FILE", help="also write the numbers here")
     args = parser.parse_args(argv)
@@ -94,6 +112,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--connections must be >= 1")
     if args.runs < 1:
         parser.error("--runs must be >= 1")
+    if args.workers < 1:
+        parser.error("--workers must be >= 1")
+    if args.profile and args.workers > 1:
+        parser.error("--profile with --workers > 1 would profile the supervisor only")
     return args
 
 
@@ -147,7 +169,8 @@ class Bench:
         orders_port, checkout_port = free_port(), free_port()
         mtls_flag = "--enable-mtls" if self.mtls else "--enable-mtls=false"
         common = [mtls_flag, "--dapr-internal-grpc-listen-address", "127.0.0.1",
-                  "--metrics-listen-address", "127.0.0.1", *args.sidecar_arg]  # fmt: skip
+                  "--metrics-listen-address", "127.0.0.1", "--workers", str(args.workers),
+                  *args.sidecar_arg]  # fmt: skip
         if not any(a.startswith(("--metrics-port", "--enable-metrics")) for a in args.sidecar_arg):
             common.append("--enable-metrics=false")  # measure the bare hop unless asked
         sidecar_argv = {
@@ -172,6 +195,13 @@ class Bench:
         if problem:
             logs = "".join(f"\n--- {p.name} log (last lines) ---\n{p.log_tail()}" for p in sidecars)
             return f"sidecars did not become healthy: {problem}{logs}"
+        if args.workers > 1:
+            # The shared port answers once one worker is up; measure once all are, and
+            # charge every worker's CPU and memory to its sidecar beside the supervisor's.
+            for proc in sidecars:
+                problem = wait_workers(proc, args.workers)
+                if problem:
+                    return f"{problem}\n{proc.log_tail()}"
         if self.profiler:
             deadline = time.monotonic() + 5.0
             for proc in sidecars:
@@ -189,6 +219,8 @@ class Bench:
             if run == 1:
                 for proc in sidecars:
                     print(f"{proc.name} sidecar: pid {proc.pid}: {command_line(proc.pid)}")
+                    if proc.extra_pids:
+                        print(f"  its workers: pids {', '.join(map(str, proc.extra_pids))}")
             urls = {
                 "direct": f"http://127.0.0.1:{self.app_port}/bench",
                 "tether": sidecar_url,
@@ -220,6 +252,10 @@ class Bench:
             for proc in started:
                 if not proc.alive():
                     print(f"  {proc.name} exited ({proc.popen.returncode}):\n{proc.log_tail()}")
+                elif proc.extra_pids:
+                    # How the kernel spread the work (connections, not requests).
+                    shares = ", ".join(f"{cpu_seconds(pid):.1f}" for pid in proc.pids)
+                    print(f"  {proc.name}: CPU s of supervisor, workers since start: {shares}")
             return Run(results, proxies, memory)
         finally:
             self.stop_all(started)  # py-spy writes its profile when the sidecar exits
@@ -255,7 +291,8 @@ def _bench(args: argparse.Namespace, home: Path, nginx_root: Path, procs: list[P
     bench.logdir.mkdir()
     print(
         f"tether invoke benchmark: {os.cpu_count()} CPUs, mTLS {'on' if bench.mtls else 'off'}, "
-        f"{BODY_SIZE} B POST bodies, {args.connections} connections, {args.runs} run(s)"
+        f"{BODY_SIZE} B POST bodies, {args.connections} connections, {args.runs} run(s), "
+        f"{args.workers} worker(s) per tether sidecar"
     )
     print(f"tether command: {' '.join(bench.tether)}")
     if not args.no_nginx:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from certs.errors import CertError
 from proxy.app.health import HealthCheckSettings
@@ -28,6 +28,7 @@ from proxy.config.settings import (
     parse_bool,
     parse_port,
     parse_size,
+    parse_workers,
 )
 from proxy.core.errors import TetherError, UsageError
 from proxy.discovery.resolution_settings import (
@@ -41,6 +42,8 @@ from proxy.hop import grpc_tuning
 from proxy.observability.logs import LEVELS, configure_logging
 from proxy.observability.tracing_settings import parse_tracing
 from resiliency import load_resiliency, summarize
+
+T = TypeVar("T")
 
 DEFAULT_CERTS_DIR = "~/.tether/certs"
 MODES = ("standalone", "kubernetes")
@@ -106,6 +109,8 @@ def _add_sidecar_flags(parser: argparse.ArgumentParser) -> None:
     add("--app-health-probe-interval", default="5", help="seconds between probes")
     add("--app-health-probe-timeout", default="500", help="milliseconds a probe may take")
     add("--app-health-threshold", default="3", help="failed probes before unhealthy")
+    add("--workers", default="1",
+        help="processes sharing the ports, to use more cores (tether's; default 1)")  # fmt: skip
     for flag in _NOT_YET:
         add(flag, nargs="?", const="", default=None, help=argparse.SUPPRESS)
 
@@ -191,6 +196,7 @@ def settings_from_args(
         metrics_listen_address=args.metrics_listen_address,
         app_health=_health_settings(args),
         strict_config=args.strict_config,
+        workers=parse_workers(args.workers),
         api_token=env.get("DAPR_API_TOKEN") or None,
         app_api_token=env.get("APP_API_TOKEN") or None,
     )
@@ -332,10 +338,10 @@ def _config_check(files: list[str]) -> int:
     return 0
 
 
-def _run_event_loop(coroutine: object) -> None:
+def _run_event_loop(coroutine: Coroutine[object, object, T]) -> T:
     import uvloop
 
-    uvloop.run(coroutine)  # type: ignore[arg-type]
+    return uvloop.run(coroutine)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -357,6 +363,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sidecar":
             if command_line:
                 raise UsageError("'tether sidecar' takes no command; use 'tether run ... -- CMD'")
+            if settings.workers > 1:
+                from proxy.supervisor import run_supervisor
+
+                return _run_event_loop(run_supervisor(settings))
             grpc_tuning.apply()
             from proxy.sidecar import run_sidecar
 

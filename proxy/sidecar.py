@@ -18,7 +18,6 @@ import gc
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import grpc
@@ -28,9 +27,8 @@ from certs.issue import issue_in_child
 from certs.spiffe import SpiffeId
 from proxy.app.channel import HttpAppChannel
 from proxy.app.health import AppHealthProber, AppHealthState
-from proxy.config.configuration import MetricConfig
 from proxy.config.resiliency_reload import ResiliencyFiles, ResiliencyReloader
-from proxy.config.settings import SidecarSettings
+from proxy.config.settings import SidecarSettings, announcement
 from proxy.core.body import CHUNK_SIZE
 from proxy.core.errors import TetherError
 from proxy.discovery.balanced_resolver import BalancedResolver
@@ -38,7 +36,7 @@ from proxy.discovery.probe import TcpProber
 from proxy.discovery.registry import RegistryError, SqliteRegistry
 from proxy.discovery.resolution_settings import SQLITE
 from proxy.discovery.source import InstanceSource
-from proxy.discovery.sources import Announcement, SourceSetupError, instance_source
+from proxy.discovery.sources import SourceSetupError, instance_source
 from proxy.edge import dapr_errors
 from proxy.edge.api import ApiHandler, AppConnection
 from proxy.edge.http_server import HttpLimits, HttpServer
@@ -51,7 +49,6 @@ from proxy.hop.internal_server import ServiceInvocation
 from proxy.hop.invoker import Invoker
 from proxy.hop.mux_server import MuxService, ParkedBodies
 from proxy.hop.request_builder import Locality
-from proxy.observability.metric_settings import MetricSettings
 from proxy.observability.tracer import Tracer
 from proxy.protos import internals_pb2_grpc, mux_pb2_grpc
 from resiliency import BreakerState, ResiliencyConfig, ResiliencyEngine
@@ -72,6 +69,7 @@ class Sidecar:
         self.settings = settings
         self.identity = CallerIdentity(settings.app_id, settings.namespace, settings.trust_domain)
         self.internal_port = 0
+        self.metrics_port = 0
         self._ready = False
         self._stopping = asyncio.Event()
         self._http: HttpServer | None = None
@@ -90,7 +88,7 @@ class Sidecar:
         if settings.metrics_enabled:
             from proxy.observability.metrics import Metrics
 
-            self._metrics = Metrics(settings.app_id, _metric_settings(settings.metric))
+            self._metrics = Metrics(settings.app_id, settings.metric.settings())
         self._metrics_http: HttpServer | None = None
         # Spans are batched off the request path; a dead collector drops them.
         self._tracer = Tracer(settings.tracing, settings.app_id)
@@ -193,7 +191,7 @@ class Sidecar:
             reject=dapr_errors.rejected,
         )
         try:
-            await self._http.listen(list(s.listen_addresses), s.http_port)
+            await self._http.listen(list(s.listen_addresses), s.http_port, reuse_port=s.reuse_port)
         except OSError as exc:
             raise StartupError(
                 f"cannot listen on HTTP port {s.http_port}: {exc.strerror or exc}"
@@ -209,12 +207,14 @@ class Sidecar:
                     f"cannot listen on metrics port {s.metrics_port}: {exc.strerror or exc}"
                     " (choose one with --metrics-port, or --enable-metrics=false)"
                 ) from exc
+            self.metrics_port = self._metrics_http.port
         if self._prober is not None:
             self._prober.start()
         if self._reloader is not None:
             self._reloader.start()
         self._ready = True
-        log.info(
+        log.log(  # a worker's supervisor logs the one "ready" line for all of them
+            logging.DEBUG if s.worker else logging.INFO,
             "tether sidecar %s ready: HTTP API on %s:%d, internal gRPC on %s:%d (mTLS %s)",
             s.app_id,
             ",".join(s.listen_addresses),
@@ -227,7 +227,7 @@ class Sidecar:
     def _instance_source(self) -> InstanceSource:
         """Where the instances of other apps come from; runs once the internal port is known."""
         s = self.settings
-        here = Announcement(s.app_id, s.namespace, s.host_ip, self.internal_port)
+        here = announcement(s, self.internal_port)
         try:
             return instance_source(
                 s.name_resolution.component,
@@ -250,7 +250,9 @@ class Sidecar:
 
     async def _start_internal_server(self, workload: WorkloadIdentity | None) -> None:
         s = self.settings
-        server = grpc.aio.server(options=server_options(grpc_message_limit(s)))
+        server = grpc.aio.server(
+            options=server_options(grpc_message_limit(s), reuse_port=s.reuse_port)
+        )
         callee = self._callee
         identify = _identify_caller() if workload else _no_identity
         internals_pb2_grpc.add_ServiceInvocationServicer_to_server(
@@ -337,17 +339,6 @@ def grpc_message_limit(settings: SidecarSettings) -> int:
     requests with many headers fail; headers get their own allowance here.
     """
     return max(settings.max_body_size, CHUNK_SIZE) + 1024 * 1024
-
-
-def _metric_settings(config: MetricConfig) -> MetricSettings:
-    settings = MetricSettings(
-        increased_cardinality=config.increased_cardinality,
-        path_matching=config.path_matching,
-        exclude_verbs=config.exclude_verbs,
-    )
-    if config.latency_buckets_ms is not None:
-        settings = replace(settings, latency_buckets=config.latency_buckets_ms)
-    return settings
 
 
 def _security_factory(workload: WorkloadIdentity | None) -> SecurityFactory | None:

@@ -7,7 +7,7 @@ spec key that is not implemented yet is reported as an error.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from proxy.config.access_control import parse_access_control
@@ -17,6 +17,7 @@ from proxy.config.name_resolution import (
 )
 from proxy.core.access_policy import AccessControlSpec
 from proxy.core.errors import TetherError
+from proxy.observability.metric_settings import MetricSettings
 from proxy.observability.tracing_settings import TracingSettings, parse_tracing
 from yamlcheck import Problems, read_text, yaml_error
 
@@ -56,6 +57,17 @@ class MetricConfig:
     path_matching: tuple[str, ...] = ()
     exclude_verbs: bool = False
     latency_buckets_ms: tuple[float, ...] | None = None
+
+    def settings(self) -> MetricSettings:
+        """What the metrics recorder needs of this section."""
+        chosen = MetricSettings(
+            increased_cardinality=self.increased_cardinality,
+            path_matching=self.path_matching,
+            exclude_verbs=self.exclude_verbs,
+        )
+        if self.latency_buckets_ms is not None:
+            chosen = replace(chosen, latency_buckets=self.latency_buckets_ms)
+        return chosen
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from certs.errors import InvalidSpiffeId
 from certs.spiffe import validate_app_id, validate_namespace
@@ -20,10 +21,27 @@ from proxy.core.errors import UsageError
 from proxy.discovery.registry import default_registry_path
 from proxy.observability.tracing_settings import TracingSettings
 
+if TYPE_CHECKING:  # the sidecar loads discovery's sources; the CLI need not
+    from proxy.discovery.sources import Announcement
+
 DEFAULT_TRUST_DOMAIN = "public"
 _SIZE = re.compile(r"^\s*(\d+)\s*(Ki|Mi|Gi|k|K|M|G|B)?\s*$")
+# --workers above this is a mistake, not a machine: each worker is a whole sidecar (~50 MB).
+MAX_WORKERS = 64
 _UNITS = {None: 1, "B": 1, "k": 1000, "K": 1000, "M": 1000**2, "G": 1000**3,
           "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WorkerRole:
+    """What one worker of ``--workers N`` (N > 1) is told beside the shared settings."""
+
+    index: int  # 0 .. N-1; worker 0 alone announces on mDNS
+    # The workers are one instance to other sidecars: one registry row (each worker
+    # heartbeats it, so it lives while any does) and one mDNS name (the supervisor's pid,
+    # as daprd names its instance by its own pid).
+    registration_id: str
+    supervisor_pid: int
 
 
 @dataclass(frozen=True)
@@ -69,6 +87,12 @@ class SidecarSettings:
     strict_config: bool = False
     # spec.accessControl of the Configuration; None: every caller may call every method.
     access_control: AccessControlSpec | None = None
+    # --workers: processes sharing the ports; more than 1 runs a supervisor (proxy.supervisor).
+    workers: int = 1
+    # Bind the HTTP API and internal ports with SO_REUSEPORT: set for workers only, so a
+    # lone sidecar still fails to start on a port that something else holds.
+    reuse_port: bool = False
+    worker: WorkerRole | None = None
 
 
 def parse_size(text: str, flag: str) -> int:
@@ -85,6 +109,14 @@ def parse_port(text: str, flag: str, allow_zero: bool = False) -> int:
         or not (0 if allow_zero else 1) <= int(text) <= 65535
     ):
         raise UsageError(f"{flag}: {text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def parse_workers(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_WORKERS:
+        raise UsageError(
+            f"--workers: {text!r} is not a number of worker processes (1-{MAX_WORKERS})"
+        )
     return int(text)
 
 
@@ -115,3 +147,20 @@ def host_identity(env: Mapping[str, str]) -> tuple[str, str]:
     an internal port on every interface would be reachable from the network.
     """
     return env.get("DAPR_HOST_IP") or "127.0.0.1", socket.gethostname()
+
+
+def announcement(settings: SidecarSettings, internal_port: int) -> Announcement:
+    """What this sidecar tells discovery systems; the workers of one sidecar are one
+    instance, which worker 0 alone announces on mDNS."""
+    from proxy.discovery.sources import Announcement
+
+    here = Announcement(settings.app_id, settings.namespace, settings.host_ip, internal_port)
+    role = settings.worker
+    if role is None:
+        return here
+    return replace(
+        here,
+        registration_id=role.registration_id,
+        announce=role.index == 0,
+        pid=role.supervisor_pid,
+    )

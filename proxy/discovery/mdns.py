@@ -129,6 +129,7 @@ class MdnsSource:
         refresh_interval: float = REFRESH_INTERVAL,
         browse_timeout: float = BROWSE_TIMEOUT,
         answer_ttl: float = ANSWER_TTL,
+        announce: bool = True,
     ) -> None:
         try:
             ipaddress.ip_address(host_address)
@@ -157,6 +158,8 @@ class MdnsSource:
         self._refresh_interval = refresh_interval
         self._browse_timeout = browse_timeout
         self._answer_ttl = answer_ttl
+        # False: look others up only (the workers of one sidecar but one announce it).
+        self._announce = announce
         self._aiozc: AsyncZeroconf | None = None
         try:  # built here so that a name python-zeroconf refuses fails at configuration
             self._announcement = AsyncServiceInfo(
@@ -182,6 +185,8 @@ class MdnsSource:
     async def start(self) -> None:
         """Open the multicast sockets, probe and announce this instance."""
         zc = self._zeroconf()
+        if not self._announce:
+            return
         assert self._aiozc is not None
         info = self._announcement
         try:

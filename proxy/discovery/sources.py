@@ -36,6 +36,11 @@ class Announcement:
     namespace: str
     host_ip: str
     internal_port: int
+    # The workers of one sidecar (--workers) share one registry row and one mDNS name,
+    # announced on mDNS by one of them only; a lone sidecar leaves these as they are.
+    registration_id: str | None = None
+    announce: bool = True
+    pid: int | None = None
 
 
 def instance_source(
@@ -50,7 +55,8 @@ def instance_source(
     ``sqlite``, ``dns`` the settings of a DNS component."""
     if registry is not None:
         registration = Registration(
-            registration_id=secrets.token_hex(16),  # uuid4().hex's form, without loading uuid
+            # uuid4().hex's form, without loading uuid
+            registration_id=here.registration_id or secrets.token_hex(16),
             app_id=here.app_id,
             namespace=here.namespace,
             endpoint=Endpoint(here.host_ip, here.internal_port),
@@ -61,11 +67,18 @@ def instance_source(
 
         try:
             source = MdnsSource(
-                here.app_id, here.namespace, here.host_ip, here.internal_port, clock=time.monotonic
+                here.app_id,
+                here.namespace,
+                here.host_ip,
+                here.internal_port,
+                clock=time.monotonic,
+                pid=here.pid,
+                announce=here.announce,
             )
         except ValueError as exc:
             raise SourceSetupError(str(exc)) from exc
-        log.info("name resolution: mdns, announcing %s:%d", here.host_ip, here.internal_port)
+        if here.announce:
+            log.info("name resolution: mdns, announcing %s:%d", here.host_ip, here.internal_port)
         return source
     if dns is None:
         raise SourceSetupError(f"name resolution {component!r} has no settings")

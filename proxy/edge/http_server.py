@@ -60,11 +60,17 @@ class HttpServer:
         self._site = Site(handler, limits, observe, reject)
         self._servers: list[asyncio.Server] = []
 
-    async def listen(self, hosts: list[str], port: int) -> None:
+    async def listen(self, hosts: list[str], port: int, *, reuse_port: bool = False) -> None:
+        """``reuse_port``: share the port with other processes doing the same (workers)."""
         loop = asyncio.get_running_loop()
         for host in hosts:
-            server = await loop.create_server(self._accept, host, port)
+            server = await loop.create_server(self._accept, host, port, reuse_port=reuse_port)
             self._servers.append(server)
+
+    @property
+    def port(self) -> int:
+        """The port bound (the one chosen when ``listen`` was given 0)."""
+        return int(self._servers[0].sockets[0].getsockname()[1])
 
     def _accept(self) -> ServerConnection:
         return ServerConnection(self._site)

@@ -69,15 +69,16 @@ def channel_options(
     ]
 
 
-def server_options(max_message_size: int) -> Options:
+def server_options(max_message_size: int, *, reuse_port: bool = False) -> Options:
     """Options of the internal gRPC server (daprd's: pings no closer than 5 s
-    are allowed, connections idle for 3 minutes are closed)."""
+    are allowed, connections idle for 3 minutes are closed). ``reuse_port``: the
+    workers of one sidecar share the port (each checked free by the supervisor)."""
     return [
         *_message_limits(max_message_size),
         *_KEEPALIVE,
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.max_connection_idle_ms", 180_000),
-        # A second sidecar on the same port must fail to start, not share it.
-        ("grpc.so_reuseport", 0),
+        # Otherwise a second sidecar on the same port must fail to start, not share it.
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
         *_NO_BDP_PROBE,
     ]
