@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import h2.events as ev
 from h2.errors import ErrorCodes
@@ -55,8 +55,8 @@ class ServerConnection(CallWriter, asyncio.Protocol):
     # ------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but are ones.
+        self._transport = transport = cast(asyncio.Transport, transport)
         self._registry.add(self)
         identify = self._settings.identify
         if identify is not None:

@@ -116,11 +116,27 @@ def _channel(address: str) -> grpc.aio.Channel:
     )
 
 
+@pytest.fixture(autouse=True, params=["asyncio", "uvloop"])
+def loop_kind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test on both event loops (the sidecar runs on uvloop, whose transports differ)."""
+    global _LOOP
+    _LOOP = request.param
+    yield
+    _LOOP = "asyncio"
+
+
+_LOOP = "asyncio"
+
+
 def _run(test: Any) -> Any:
     async def bounded() -> Any:
         async with asyncio.timeout(WAIT):
             return await test()
 
+    if _LOOP == "uvloop":
+        import uvloop
+
+        return uvloop.run(bounded())
     return asyncio.run(bounded())
 
 
@@ -315,11 +331,11 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def _tls_call(server_identity: WorkloadIdentity, credentials: grpc.ChannelCredentials) -> Seen:
     seen = Seen()
 
+    context = server_ssl_context(server_identity)
+
     async def main() -> None:
         async with (
-            _server(
-                seen, ssl_context=server_ssl_context(server_identity), identify=_identify
-            ) as (_, address),
+            _server(seen, ssl_context=context, identify=_identify) as (_, address),
             grpc.aio.secure_channel(
                 address, credentials, options=channel_options_for_peer(ORDERS)
             ) as channel,
