@@ -6,6 +6,7 @@ speak the same wire as grpcio so either side can be either implementation."""
 
 from __future__ import annotations
 
+import math
 from urllib.parse import quote, unquote
 
 # 1 byte compressed-flag, 4 bytes big-endian length.
@@ -88,7 +89,9 @@ def parse_timeout(value: str) -> float | None:
 
 def format_timeout(seconds: float) -> str:
     """The shortest exact-enough ``grpc-timeout`` for ``seconds`` (never below 1 ns)."""
-    nanos = max(1, round(seconds * 1e9))
+    # Up, never to the nearest: 61035.156 ns must not become an earlier "61035n". The
+    # rounding to 1/1000 ns first keeps float noise (1e-3 * 1e9 = 1000000.0000000001) out.
+    nanos = max(1, math.ceil(round(seconds * 1e9, 3)))
     for unit, size in (("n", 1), ("u", 1_000), ("m", 1_000_000), ("S", 1_000_000_000)):
         count = -(-nanos // size)  # round up: a deadline must not come early
         if count < 10**_MAX_TIMEOUT_DIGITS:
