@@ -216,7 +216,12 @@ class ServerConnection(CallWriter, asyncio.Protocol):
             self._ping_timer = None
 
     def _on_terminated(self, event: ev.ConnectionTerminated) -> None:
-        # The client said goodbye: h2 sends nothing more on this connection.
+        # The client said goodbye: h2 sends nothing more on this connection, so the
+        # calls still open cannot be answered.
+        calls, self._calls = self._calls, {}
+        self._blocked.clear()
+        for call in calls.values():
+            call.cancel()
         self._close_transport()
 
     def _deadline(self, call: ServerCall) -> None:
