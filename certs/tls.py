@@ -1,27 +1,18 @@
-"""gRPC glue: mTLS credentials from a workload identity, and the peer's SPIFFE ID."""
+"""TLS glue: mTLS credentials from a workload identity (grpcio's for the client,
+ssl's for the lean server), and the peer's SPIFFE ID."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+import ssl
+from collections.abc import Mapping
+from typing import Any
 
 import grpc
 
 from certs.errors import InvalidSpiffeId
 from certs.identity import WorkloadIdentity
 from certs.spiffe import SpiffeId
-
-# gRPC core fills this in during the handshake when the leaf has exactly one SPIFFE URI SAN.
-_PEER_SPIFFE_ID = "peer_spiffe_id"
-_PEER_PEM_CERT = "x509_pem_cert"
-
-
-def server_credentials(identity: WorkloadIdentity) -> grpc.ServerCredentials:
-    """Server side of mTLS: present our chain, and demand a client chain ending at our roots."""
-    return grpc.ssl_server_credentials(
-        [(identity.private_key_pem, identity.certificate_chain_pem)],
-        root_certificates=identity.trust_bundle_pem,
-        require_client_auth=True,
-    )
 
 
 def channel_credentials(identity: WorkloadIdentity) -> grpc.ChannelCredentials:
@@ -44,29 +35,36 @@ def channel_options_for_peer(expected: SpiffeId) -> list[tuple[str, str]]:
     return [("grpc.ssl_target_name_override", name), ("grpc.default_authority", name)]
 
 
-def peer_spiffe_id(auth_context: Mapping[str, Sequence[bytes]]) -> SpiffeId | None:
-    """The caller's SPIFFE ID from ``context.auth_context()``; None without a usable client cert.
+def server_ssl_context(identity: WorkloadIdentity) -> ssl.SSLContext:
+    """Server side of mTLS for the lean gRPC server: our chain, a client chain ending
+    at our roots demanded, TLS 1.2 or later, ALPN "h2" (gRPC clients insist on it)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=identity.trust_bundle_pem.decode("ascii"))
+    context.set_alpn_protocols(["h2"])
+    # ssl reads a key only from a file: an anonymous memory file keeps it off the disk.
+    fd = os.memfd_create("tether-workload", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, identity.private_key_pem + b"\n" + identity.certificate_chain_pem)
+        context.load_cert_chain(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+    return context
+
+
+def peer_certificate_spiffe_id(peercert: Mapping[str, Any] | None) -> SpiffeId | None:
+    """The peer's SPIFFE ID from ``SSLObject.getpeercert()``; None without a usable one.
 
     A certificate whose URI SAN is not a tether SPIFFE ID counts as no identity, so access
     control applies its default action, as Dapr does.
     """
-    uris = auth_context.get(_PEER_SPIFFE_ID)
-    if uris:
-        return _parse_one([uri.decode("utf-8", "replace") for uri in uris])
-    pems = auth_context.get(_PEER_PEM_CERT)
-    if not pems:
+    if not peercert:
         return None
-    # Older gRPC cores do not export peer_spiffe_id; read the leaf's URI SAN ourselves.
-    # (cryptography is imported only here: a sidecar on a current core never loads it.)
-    from cryptography import x509
-
-    try:
-        certificate = x509.load_pem_x509_certificate(pems[0])
-        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except (ValueError, x509.ExtensionNotFound):
-        return None
-    uris_in_cert = san.value.get_values_for_type(x509.UniformResourceIdentifier)
-    return _parse_one([uri for uri in uris_in_cert if uri.startswith("spiffe://")])
+    names = peercert.get("subjectAltName", ())
+    return _parse_one(
+        [value for kind, value in names if kind == "URI" and value.startswith("spiffe://")]
+    )
 
 
 def _parse_one(uris: list[str]) -> SpiffeId | None:

@@ -18,7 +18,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -40,17 +40,17 @@ from proxy.discovery.sources import SourceSetupError, instance_source
 from proxy.edge import dapr_errors
 from proxy.edge.api import ApiHandler, AppConnection
 from proxy.edge.http_server import HttpLimits, HttpServer
+from proxy.grpcwire.server import GrpcServer
 from proxy.hop.access_control import access_control_for
 from proxy.hop.callee import Callee
-from proxy.hop.grpc_tuning import server_options
 from proxy.hop.header_rules import CallerIdentity
 from proxy.hop.internal_client import InternalClient, SecurityFactory
 from proxy.hop.internal_server import ServiceInvocation
 from proxy.hop.invoker import Invoker
 from proxy.hop.mux_server import MuxService, ParkedBodies
 from proxy.hop.request_builder import Locality
+from proxy.hop.wire import peer_identity
 from proxy.observability.tracer import Tracer
-from proxy.protos import internals_pb2_grpc, mux_pb2_grpc
 from resiliency import BreakerState, ResiliencyConfig, ResiliencyEngine
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class Sidecar:
         self._ready = False
         self._stopping = asyncio.Event()
         self._http: HttpServer | None = None
-        self._grpc: grpc.aio.Server | None = None
+        self._grpc: GrpcServer | None = None
         self._source: InstanceSource | None = None
         self._client: InternalClient | None = None
         self._app: HttpAppChannel | None = None
@@ -250,29 +250,29 @@ class Sidecar:
 
     async def _start_internal_server(self, workload: WorkloadIdentity | None) -> None:
         s = self.settings
-        server = grpc.aio.server(
-            options=server_options(grpc_message_limit(s), reuse_port=s.reuse_port)
-        )
         callee = self._callee
-        identify = _identify_caller() if workload else _no_identity
-        internals_pb2_grpc.add_ServiceInvocationServicer_to_server(
-            ServiceInvocation(callee, identify, s.max_body_size, self._metrics), server
+        service = ServiceInvocation(callee, peer_identity, s.max_body_size, self._metrics)
+        self._mux = MuxService(callee, peer_identity, self._parked, self._metrics)
+        ssl_context = None
+        if workload is not None:
+            from certs.tls import server_ssl_context
+
+            ssl_context = server_ssl_context(workload)
+        server = GrpcServer(
+            {**service.methods(), **self._mux.methods()},
+            max_message_size=grpc_message_limit(s),
+            ssl_context=ssl_context,
+            identify=_identify_caller() if workload else None,
         )
-        self._mux = MuxService(callee, identify, self._parked, self._metrics)
-        mux_pb2_grpc.add_MultiplexServicer_to_server(self._mux, server)
         address = f"{s.internal_listen_address}:{s.internal_grpc_port}"
         try:
-            if workload is None:
-                port = server.add_insecure_port(address)
-            else:
-                from certs.tls import server_credentials
-
-                port = server.add_secure_port(address, server_credentials(workload))
-        except RuntimeError as exc:
-            raise StartupError(f"cannot listen on internal gRPC address {address}: {exc}") from exc
-        if not port:
-            raise StartupError(f"cannot listen on internal gRPC address {address}")
-        await server.start()
+            port = await server.listen(
+                s.internal_listen_address, s.internal_grpc_port, reuse_port=s.reuse_port
+            )
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on internal gRPC address {address}: {exc.strerror or exc}"
+            ) from exc
         self._grpc = server
         self.internal_port = port
 
@@ -354,19 +354,16 @@ def _security_factory(workload: WorkloadIdentity | None) -> SecurityFactory | No
     return factory
 
 
-def _identify_caller() -> Callable[[grpc.aio.ServicerContext], CallerIdentity | None]:
-    """The caller's identity from its client certificate (mTLS only: loads the cert code)."""
-    from certs.tls import peer_spiffe_id
+def _identify_caller() -> Callable[[Any], CallerIdentity | None]:
+    """The caller's identity from its client certificate (``getpeercert()``), once per
+    connection (mTLS only: loads the cert code)."""
+    from certs.tls import peer_certificate_spiffe_id
 
-    def identify(context: grpc.aio.ServicerContext) -> CallerIdentity | None:
-        peer = peer_spiffe_id(context.auth_context())
+    def identify(peercert: Any) -> CallerIdentity | None:
+        peer = peer_certificate_spiffe_id(peercert)
         return CallerIdentity(peer.app_id, peer.namespace, peer.trust_domain) if peer else None
 
     return identify
-
-
-def _no_identity(context: grpc.aio.ServicerContext) -> CallerIdentity | None:
-    return None
 
 
 async def run_sidecar(settings: SidecarSettings) -> None:

@@ -72,7 +72,7 @@ _EJECTION_KEYS = (
     "maxEjectionTime",
     "maxEjectionPercent",
 )
-# Our internal server refuses pings closer than 5 s (grpc_tuning.server_options).
+# daprd's internal server refuses pings closer than 5 s (too_many_pings).
 _MIN_KEEPALIVE_TIME = 5.0
 
 

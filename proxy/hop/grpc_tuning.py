@@ -1,5 +1,5 @@
-"""gRPC core settings the sidecar runs with, chosen by measurement or taken from
-daprd, in one place for the client channels and the internal server.
+"""gRPC core settings of the sidecar's grpcio client channels, chosen by
+measurement or taken from daprd (the internal server is proxy.grpcwire's).
 
 grpcio 1.85 routes every operation through its EventEngine threads and then
 the asyncio poller; turning those experiments off uses the older I/O manager,
@@ -19,12 +19,6 @@ EXPERIMENTS = "-event_engine_client,-event_engine_listener,-event_engine_callbac
 
 Options = list[tuple[str, int | str]]
 
-# daprd's keepalive on both ends: ping every 10 s, give up 5 s later, also idle.
-_KEEPALIVE: Options = [
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-]
 # Bandwidth-delay probing off (so since the first benchmark): it adds pings to busy streams.
 _NO_BDP_PROBE: Options = [("grpc.http2.bdp_probe", 0)]
 
@@ -65,20 +59,5 @@ def channel_options(
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.min_reconnect_backoff_ms", connect_ms),
         ("grpc.initial_reconnect_backoff_ms", min(1000, connect_ms)),
-        *_NO_BDP_PROBE,
-    ]
-
-
-def server_options(max_message_size: int, *, reuse_port: bool = False) -> Options:
-    """Options of the internal gRPC server (daprd's: pings no closer than 5 s
-    are allowed, connections idle for 3 minutes are closed). ``reuse_port``: the
-    workers of one sidecar share the port (each checked free by the supervisor)."""
-    return [
-        *_message_limits(max_message_size),
-        *_KEEPALIVE,
-        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-        ("grpc.max_connection_idle_ms", 180_000),
-        # Otherwise a second sidecar on the same port must fail to start, not share it.
-        ("grpc.so_reuseport", 1 if reuse_port else 0),
         *_NO_BDP_PROBE,
     ]

@@ -7,23 +7,23 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-import grpc
-
 from proxy.app.channel import AppResponse
 from proxy.core.body import Body, BodyTooLarge, close_body
 from proxy.core.errors import AppChannelError, CallRejected, StreamProtocolError
+from proxy.grpcwire.handlers import RpcMethod, stream_stream, unary_unary
+from proxy.grpcwire.server_call import ServerCall
 from proxy.hop.callee import Callee, declared_length, response_head
 from proxy.hop.rpc_methods import CALL_LOCAL, CALL_LOCAL_STREAM
 from proxy.hop.wire import IdentityCheck, abort
 from proxy.observability.trace_propagation import grpc_metadata_trace
-from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc
+from proxy.protos import common_pb2, internals_pb2
 
 if TYPE_CHECKING:
     # Types only: prometheus_client loads when metrics are on, not in every sidecar.
     from proxy.observability.metrics import Metrics
 
 
-class ServiceInvocation(internals_pb2_grpc.ServiceInvocationServicer):  # type: ignore[misc]
+class ServiceInvocation:
     def __init__(
         self,
         callee: Callee,
@@ -36,12 +36,27 @@ class ServiceInvocation(internals_pb2_grpc.ServiceInvocationServicer):  # type: 
         self._max_body_size = max_body_size
         self._metrics = metrics
 
+    def methods(self) -> dict[str, RpcMethod]:
+        """Its methods for the internal server, by full path."""
+        return {
+            CALL_LOCAL: unary_unary(
+                self.CallLocal,
+                internals_pb2.InternalInvokeRequest.FromString,
+                internals_pb2.InternalInvokeResponse.SerializeToString,
+            ),
+            CALL_LOCAL_STREAM: stream_stream(
+                self.CallLocalStream,
+                internals_pb2.InternalInvokeRequestStream.FromString,
+                internals_pb2.InternalInvokeResponseStream.SerializeToString,
+            ),
+        }
+
     async def _serve(
         self,
         method: str,
         request: internals_pb2.InternalInvokeRequest,
         body: Body,
-        context: grpc.aio.ServicerContext,
+        context: ServerCall,
     ) -> AppResponse:
         started = time.perf_counter()
         trace = grpc_metadata_trace(context.invocation_metadata())
@@ -51,7 +66,7 @@ class ServiceInvocation(internals_pb2_grpc.ServiceInvocationServicer):  # type: 
             )
         except CallRejected as exc:
             self._record(method, exc.code, started, len(body.head), 0)
-            await abort(context, exc.code, str(exc))
+            abort(context, exc.code, str(exc))
         head = response.body.head
         self._record(method, "OK", started, len(body.head), len(head))
         return response
@@ -63,14 +78,14 @@ class ServiceInvocation(internals_pb2_grpc.ServiceInvocationServicer):  # type: 
             self._metrics.grpc_server(method, status, latency_ms, received, sent)
 
     async def CallLocal(
-        self, request: internals_pb2.InternalInvokeRequest, context: grpc.aio.ServicerContext
+        self, request: internals_pb2.InternalInvokeRequest, context: ServerCall
     ) -> internals_pb2.InternalInvokeResponse:
         response = await self._serve(CALL_LOCAL, request, Body(request.message.data.value), context)
         try:
             data = await response.body.read_all(self._max_body_size)
         except (BodyTooLarge, AppChannelError) as exc:
             await close_body(response.body)
-            await abort(context, "INTERNAL", f"error invoking app channel: {exc}")
+            abort(context, "INTERNAL", f"error invoking app channel: {exc}")
         message = response_head(response)
         message.message.data.value = data
         return message
@@ -78,16 +93,16 @@ class ServiceInvocation(internals_pb2_grpc.ServiceInvocationServicer):  # type: 
     async def CallLocalStream(
         self,
         request_iterator: AsyncIterator[internals_pb2.InternalInvokeRequestStream],
-        context: grpc.aio.ServicerContext,
+        context: ServerCall,
     ) -> AsyncIterator[internals_pb2.InternalInvokeResponseStream]:
         first = await anext(aiter(request_iterator), None)
         if first is None or not first.HasField("request"):
-            await abort(context, "INVALID_ARGUMENT", "first message has no request")
+            abort(context, "INVALID_ARGUMENT", "first message has no request")
         head = b""
         expected_seq = 0
         if first.HasField("payload"):
             if first.payload.seq != 0:
-                await abort(context, "INVALID_ARGUMENT", "payload sequence must start at 0")
+                abort(context, "INVALID_ARGUMENT", "payload sequence must start at 0")
             head = first.payload.data
             expected_seq = 1
         length = declared_length(first.request)
@@ -114,7 +129,7 @@ class ServiceInvocation(internals_pb2_grpc.ServiceInvocationServicer):  # type: 
                 seq += 1
         except AppChannelError as exc:
             # Headers may already be on their way; the caller sees a broken stream.
-            await abort(context, "INTERNAL", f"error invoking app channel: {exc}")
+            abort(context, "INTERNAL", f"error invoking app channel: {exc}")
         finally:
             await close_body(response.body)
         if leading is not None:

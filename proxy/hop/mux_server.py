@@ -13,16 +13,16 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-import grpc
-
 from proxy.core.body import Body, close_body
 from proxy.core.errors import AppChannelError, CallRejected
-from proxy.core.grpc_status import grpc_code_name
+from proxy.core.grpc_status import GRPC_CODE_NAMES, grpc_code_name
+from proxy.grpcwire.handlers import RpcMethod, stream_stream, unary_stream
+from proxy.grpcwire.server_call import ServerCall, StreamClosed
 from proxy.hop.callee import Callee, fill_response_head
 from proxy.hop.header_rules import CallerIdentity
-from proxy.hop.rpc_methods import MUX_CALL
+from proxy.hop.rpc_methods import MUX_CALL, MUX_CONNECT, MUX_FETCH_BODY
 from proxy.hop.wire import INLINE_LIMIT, IdentityCheck, abort
-from proxy.protos import common_pb2, internals_pb2, mux_pb2, mux_pb2_grpc
+from proxy.protos import common_pb2, internals_pb2, mux_pb2
 
 if TYPE_CHECKING:
     # Types only: prometheus_client loads when metrics are on, not in every sidecar.
@@ -83,7 +83,7 @@ async def read_inline(body: Body, limit: int) -> tuple[bytes, bool]:
     return b"".join(parts), True
 
 
-class MuxService(mux_pb2_grpc.MultiplexServicer):  # type: ignore[misc]
+class MuxService:
     def __init__(
         self,
         callee: Callee,
@@ -99,15 +99,27 @@ class MuxService(mux_pb2_grpc.MultiplexServicer):  # type: ignore[misc]
         self._streams: dict[asyncio.Task[object], set[asyncio.Task[None]]] = {}
         self._draining = False
 
+    def methods(self) -> dict[str, RpcMethod]:
+        """Its methods for the internal server, by full path."""
+        return {
+            MUX_CONNECT: stream_stream(
+                self.Connect, mux_pb2.MuxFrame.FromString, mux_pb2.MuxFrame.SerializeToString
+            ),
+            MUX_FETCH_BODY: unary_stream(
+                self.FetchBody,
+                mux_pb2.BodyTicket.FromString,
+                common_pb2.StreamPayload.SerializeToString,
+            ),
+        }
+
     async def Connect(
         self,
         request_iterator: AsyncIterator[mux_pb2.MuxFrame],
-        context: grpc.aio.ServicerContext,
+        context: ServerCall,
     ) -> None:
         caller = self._identify(context)
         # Headers at once: the caller writes no frame before it knows we accept the stream.
-        await context.send_initial_metadata(())
-        write_lock = asyncio.Lock()
+        context.send_initial_metadata(())
         in_flight: set[asyncio.Task[None]] = set()
         loop = asyncio.get_running_loop()
         handler = asyncio.current_task()
@@ -116,11 +128,11 @@ class MuxService(mux_pb2_grpc.MultiplexServicer):  # type: ignore[misc]
 
         async def answer(frame: mux_pb2.MuxFrame) -> None:
             reply = await self._answer(frame, caller)
-            async with write_lock:
-                try:
-                    await context.write(reply)
-                except Exception as exc:  # grpc raises several kinds once a stream is gone
-                    log.debug("stream gone before call %d was answered: %s", frame.call_id, exc)
+            try:
+                # Whole messages are queued at once: concurrent answers never interleave.
+                await context.write(reply)
+            except StreamClosed:
+                log.debug("stream gone before call %d was answered", frame.call_id)
 
         try:
             async for frame in request_iterator:
@@ -196,23 +208,23 @@ class MuxService(mux_pb2_grpc.MultiplexServicer):  # type: ignore[misc]
         return reply
 
     async def FetchBody(
-        self, request: mux_pb2.BodyTicket, context: grpc.aio.ServicerContext
+        self, request: mux_pb2.BodyTicket, context: ServerCall
     ) -> AsyncIterator[common_pb2.StreamPayload]:
         body = self._parked.take(request.ticket, self._identify(context))
         if body is None:
-            await abort(context, "NOT_FOUND", "no such body ticket (expired or not yours)")
+            abort(context, "NOT_FOUND", "no such body ticket (expired or not yours)")
         seq = 0
         try:
             async for chunk in body.chunks():
                 yield common_pb2.StreamPayload(data=chunk, seq=seq)
                 seq += 1
         except AppChannelError as exc:
-            await abort(context, "INTERNAL", f"error invoking app channel: {exc}")
+            abort(context, "INTERNAL", f"error invoking app channel: {exc}")
         finally:
             await close_body(body)
 
 
 def _error_frame(call_id: int, code: str, message: str) -> mux_pb2.MuxFrame:
     """Dapr's error shape: a gRPC code and a message, in place of a response."""
-    status = internals_pb2.Status(code=grpc.StatusCode[code].value[0], message=message)
+    status = internals_pb2.Status(code=GRPC_CODE_NAMES.index(code), message=message)
     return mux_pb2.MuxFrame(call_id=call_id, error=status)

@@ -7,8 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NoReturn
 
-import grpc
-
+from proxy.grpcwire.server_call import ServerCall
 from proxy.hop.header_rules import CallerIdentity
 
 # Bodies up to this size travel inside the frame, both ways.
@@ -21,11 +20,16 @@ INLINE_LIMIT = 256 * 1024
 # this bounds a live peer that never answers. Longer calls: set a timeout policy.
 MUX_CALL_TIMEOUT = 60.0
 
-# Verifies the peer and returns its identity; None when mTLS is off.
-IdentityCheck = Callable[[grpc.aio.ServicerContext], CallerIdentity | None]
+# The caller's identity; None when mTLS is off.
+IdentityCheck = Callable[[ServerCall], CallerIdentity | None]
 
 
-async def abort(context: grpc.aio.ServicerContext, code: str, message: str) -> NoReturn:
+def peer_identity(call: ServerCall) -> CallerIdentity | None:
+    """What the server found in the caller's certificate (once per connection)."""
+    peer = call.peer
+    return peer if isinstance(peer, CallerIdentity) else None
+
+
+def abort(call: ServerCall, code: str, message: str) -> NoReturn:
     """End the RPC with a gRPC status (``code`` is its name, as in CallRejected)."""
-    await context.abort(grpc.StatusCode[code], message)
-    raise AssertionError("abort returned")
+    call.abort(code, message)

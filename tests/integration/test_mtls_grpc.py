@@ -1,7 +1,8 @@
 """mTLS between two gRPC endpoints on loopback, with certificates from certs.
 
 The callee's identity is pinned by the caller (channel_options_for_peer) and the
-caller's identity is read by the callee (peer_spiffe_id); a wrong identity, a
+caller's identity is read by the callee (peer_certificate_spiffe_id, on tether's
+lean gRPC server with ``server_ssl_context``); a wrong identity, a
 foreign CA or a missing client certificate must fail the handshake, so the
 handler never runs.
 """
@@ -22,10 +23,13 @@ from certs.spiffe import SpiffeId
 from certs.tls import (
     channel_credentials,
     channel_options_for_peer,
-    peer_spiffe_id,
-    server_credentials,
+    peer_certificate_spiffe_id,
+    server_ssl_context,
 )
 from certs.workload import WorkloadIdentity, issue_workload_identity
+from proxy.grpcwire.handlers import unary_unary
+from proxy.grpcwire.server import GrpcServer
+from proxy.grpcwire.server_call import ServerCall
 
 NOW = datetime.now(UTC)
 CALL_TIMEOUT = 5.0
@@ -51,17 +55,21 @@ async def _call(
     options: Sequence[tuple[str, str]],
     seen: Seen,
 ) -> bytes:
-    def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        seen.callers.append(peer_spiffe_id(context.auth_context()))
+    async def echo(request: bytes, call: ServerCall) -> bytes:
+        peer = call.peer
+        seen.callers.append(peer if isinstance(peer, SpiffeId) else None)
         return request
 
-    handler = grpc.method_handlers_generic_handler(
-        "tether.test.Echo", {"Call": grpc.unary_unary_rpc_method_handler(echo)}
+    def raw(data: bytes) -> bytes:
+        return data
+
+    server = GrpcServer(
+        {METHOD: unary_unary(echo, raw, raw)},
+        max_message_size=1024 * 1024,
+        ssl_context=server_ssl_context(server_identity),
+        identify=peer_certificate_spiffe_id,
     )
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_secure_port("127.0.0.1:0", server_credentials(server_identity))
-    await server.start()
+    port = await server.listen("127.0.0.1", 0)
     try:
         async with grpc.aio.secure_channel(
             f"127.0.0.1:{port}", credentials, options=list(options)
@@ -69,7 +77,7 @@ async def _call(
             response: bytes = await channel.unary_unary(METHOD)(b"ping", timeout=CALL_TIMEOUT)
             return response
     finally:
-        await server.stop(None)
+        await server.stop(0)
 
 
 def _run(

@@ -23,19 +23,28 @@ from google.protobuf import any_pb2
 
 from certs.authority import create_authority, load_issuer, write_authority
 from certs.spiffe import SpiffeId
-from certs.tls import channel_credentials, channel_options_for_peer, peer_spiffe_id
-from certs.tls import server_credentials as tls_server_credentials
+from certs.tls import (
+    channel_credentials,
+    channel_options_for_peer,
+    peer_certificate_spiffe_id,
+    server_ssl_context,
+)
 from certs.workload import WorkloadIdentity, issue_workload_identity
 from proxy.app.channel import HttpAppChannel
 from proxy.core.body import Body
 from proxy.core.errors import InvocationFailed
 from proxy.discovery.registry import Endpoint
+from proxy.grpcwire.handlers import RpcMethod, stream_stream
+from proxy.grpcwire.server import GrpcServer
+from proxy.grpcwire.server_call import ServerCall
 from proxy.hop.callee import Callee
 from proxy.hop.header_rules import CallerIdentity
 from proxy.hop.internal_client import InternalClient
 from proxy.hop.internal_server import ServiceInvocation
 from proxy.hop.mux_client import MuxConnection
 from proxy.hop.mux_server import MuxService, ParkedBodies
+from proxy.hop.rpc_methods import MUX_CONNECT
+from proxy.hop.wire import peer_identity
 from proxy.observability.tracer import Tracer
 from proxy.observability.tracing_settings import TracingSettings
 from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc, mux_pb2, mux_pb2_grpc
@@ -77,30 +86,30 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
         cluster.stop_all()
 
 
-def _identify(context: grpc.aio.ServicerContext) -> CallerIdentity | None:
-    peer = peer_spiffe_id(context.auth_context())
+def _identify(peercert: object) -> CallerIdentity | None:
+    peer = peer_certificate_spiffe_id(peercert)  # type: ignore[arg-type]
     return CallerIdentity(peer.app_id, peer.namespace) if peer else None
 
 
 @contextlib.asynccontextmanager
 async def _callee_server(
-    identity: WorkloadIdentity, callee: Callee, multiplex: object | None = None
+    identity: WorkloadIdentity, callee: Callee, multiplex: SilentPeer | None = None
 ) -> AsyncIterator[str]:
     """The internal server as the sidecar builds it; ``multiplex`` replaces tether's service."""
-    server = grpc.aio.server()
-    internals_pb2_grpc.add_ServiceInvocationServicer_to_server(
-        ServiceInvocation(callee, _identify, MAX_MESSAGE), server
-    )
     parked = ParkedBodies()
-    mux_pb2_grpc.add_MultiplexServicer_to_server(
-        multiplex or MuxService(callee, _identify, parked), server
+    service = ServiceInvocation(callee, peer_identity, MAX_MESSAGE)
+    mux = multiplex or MuxService(callee, peer_identity, parked)
+    server = GrpcServer(
+        {**service.methods(), **mux.methods()},
+        max_message_size=MAX_MESSAGE,
+        ssl_context=server_ssl_context(identity),
+        identify=_identify,
     )
-    port = server.add_secure_port("127.0.0.1:0", tls_server_credentials(identity))
-    await server.start()
+    port = await server.listen("127.0.0.1", 0)
     try:
         yield f"127.0.0.1:{port}"
     finally:
-        await server.stop(None)
+        await server.stop(0)
         await parked.close()
 
 
@@ -331,17 +340,23 @@ def test_callee_spans_name_the_rpc_that_carried_the_call(identities: Identities,
 # --------------------------------------------------------------------------- caller side
 
 
-class SilentPeer(mux_pb2_grpc.MultiplexServicer):  # type: ignore[misc]
+class SilentPeer:
     """A peer that takes calls and never answers them (``end`` closes the stream after one)."""
 
     def __init__(self, end: bool = False) -> None:
         self.end = end
         self.received: list[int] = []
 
+    def methods(self) -> dict[str, RpcMethod]:
+        frames = mux_pb2.MuxFrame
+        return {
+            MUX_CONNECT: stream_stream(self.Connect, frames.FromString, frames.SerializeToString)
+        }
+
     async def Connect(
-        self, request_iterator: AsyncIterator[mux_pb2.MuxFrame], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[mux_pb2.MuxFrame], context: ServerCall
     ) -> AsyncIterator[mux_pb2.MuxFrame]:
-        await context.send_initial_metadata(())  # accepts the stream, as tether's peer does
+        context.send_initial_metadata(())  # accepts the stream, as tether's peer does
         async for frame in request_iterator:
             self.received.append(frame.call_id)
             if self.end:

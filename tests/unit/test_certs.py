@@ -14,7 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from certs.authority import CaFiles, Issuer, create_authority, load_issuer, write_authority
 from certs.errors import CaInvalid, CaNotFound, CertError, InvalidSpiffeId
 from certs.spiffe import SpiffeId, validate_app_id, validate_namespace
-from certs.tls import channel_options_for_peer, peer_spiffe_id
+from certs.tls import channel_options_for_peer, peer_certificate_spiffe_id
 from certs.workload import issue_workload_identity
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -304,14 +304,17 @@ def test_channel_options_pin_peer_name() -> None:
     assert options["grpc.default_authority"] == "orders.default.tether.internal"
 
 
-def test_peer_spiffe_id_from_auth_context(issuer: Issuer) -> None:
-    identity = issue_workload_identity(issuer, ORDERS, NOW)
-    leaf_pem = identity.certificate_chain_pem.split(b"-----END CERTIFICATE-----")[0]
-    leaf_pem += b"-----END CERTIFICATE-----\n"
-    assert peer_spiffe_id({"peer_spiffe_id": [str(ORDERS).encode()]}) == ORDERS
-    # Without gRPC core's property, the URI SAN is read from the PEM certificate.
-    assert peer_spiffe_id({"x509_pem_cert": [leaf_pem]}) == ORDERS
-    assert peer_spiffe_id({}) is None
-    assert peer_spiffe_id({"transport_security_type": [b"ssl"]}) is None
-    assert peer_spiffe_id({"peer_spiffe_id": [b"spiffe://public/not/tether"]}) is None
-    assert peer_spiffe_id({"x509_pem_cert": [b"garbage"]}) is None
+def test_peer_spiffe_id_from_the_peer_certificate() -> None:
+    # Shaped as ssl's getpeercert() gives it.
+    def cert(*names: tuple[str, str]) -> dict[str, object]:
+        return {"subject": ((("commonName", "x"),),), "subjectAltName": names}
+
+    uri = ("URI", str(ORDERS))
+    dns = ("DNS", "orders.default.tether.internal")
+    assert peer_certificate_spiffe_id(cert(dns, uri)) == ORDERS
+    assert peer_certificate_spiffe_id(cert(uri, ("URI", "https://example.org/"))) == ORDERS
+    assert peer_certificate_spiffe_id(cert(uri, ("URI", "spiffe://public/ns/a/sa/b"))) is None
+    assert peer_certificate_spiffe_id(cert(("URI", "spiffe://public/not/tether"))) is None
+    assert peer_certificate_spiffe_id(cert(dns)) is None
+    assert peer_certificate_spiffe_id({}) is None
+    assert peer_certificate_spiffe_id(None) is None

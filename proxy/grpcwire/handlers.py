@@ -1,0 +1,100 @@
+"""The methods a lean gRPC server hosts, and how each kind of handler is run:
+unary calls answer in one go (headers, message and trailers in one write),
+streaming handlers are async generators or coroutines writing through their call."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.grpcwire.server_call import AbortError, ServerCall, StreamClosed
+
+log = logging.getLogger("tether.grpcwire")
+
+# handler(request or the call's request stream, call) -> awaitable answer, or an async iterator.
+Handler = Callable[[Any, ServerCall], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RpcMethod:
+    handler: Handler
+    deserialize: Callable[[bytes], Any]
+    serialize: Callable[[Any], bytes]
+    client_streaming: bool
+    server_streaming: bool
+
+
+def unary_unary(
+    handler: Handler, deserialize: Callable[[bytes], Any], serialize: Callable[[Any], bytes]
+) -> RpcMethod:
+    """``async def handler(request, call) -> response``."""
+    return RpcMethod(handler, deserialize, serialize, False, False)
+
+
+def unary_stream(
+    handler: Handler, deserialize: Callable[[bytes], Any], serialize: Callable[[Any], bytes]
+) -> RpcMethod:
+    """``async def handler(request, call)`` yielding responses."""
+    return RpcMethod(handler, deserialize, serialize, False, True)
+
+
+def stream_stream(
+    handler: Handler, deserialize: Callable[[bytes], Any], serialize: Callable[[Any], bytes]
+) -> RpcMethod:
+    """``handler(requests, call)``: an async generator of responses, or a coroutine that
+    answers with ``call.write``; ``requests`` is the call, iterated."""
+    return RpcMethod(handler, deserialize, serialize, True, True)
+
+
+async def run_unary(call: ServerCall, request: Any) -> None:
+    method = call.method
+    connection = call.connection
+    try:
+        response = await method.handler(request, call)
+        if not call.finished:
+            connection.send_message(call, method.serialize(response))
+    except AbortError as exc:
+        connection.finish(call, exc.code, exc.message)
+    except StreamClosed:
+        pass
+    except asyncio.CancelledError:
+        if not call.finished:
+            raise  # not ours: a cancel from outside the call
+    except Exception as exc:
+        _unexpected(call, exc)
+    else:
+        connection.finish(call, "OK", "")
+
+
+async def run_streaming(call: ServerCall, argument: Any) -> None:
+    connection = call.connection
+    try:
+        result = call.method.handler(argument, call)
+        if hasattr(result, "__anext__"):
+            try:
+                async for message in result:
+                    await call.write(message)
+            finally:
+                await result.aclose()
+        else:
+            await result
+    except AbortError as exc:
+        connection.finish(call, exc.code, exc.message)
+    except StreamClosed:
+        pass
+    except asyncio.CancelledError:
+        if not call.finished:
+            raise
+    except Exception as exc:
+        _unexpected(call, exc)
+    else:
+        connection.finish(call, "OK", "")
+
+
+def _unexpected(call: ServerCall, exc: Exception) -> None:
+    # A handler's defect: the caller gets UNKNOWN (as from grpcio), not a stream left open.
+    log.error("gRPC handler failed on stream %d: %r", call.stream_id, exc)
+    call.connection.finish(call, "UNKNOWN", f"Unexpected {type(exc).__name__}: {exc}")
