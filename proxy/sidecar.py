@@ -45,7 +45,7 @@ from proxy.edge.http_server import HttpLimits, HttpServer
 from proxy.hop.callee import Callee
 from proxy.hop.grpc_tuning import server_options
 from proxy.hop.header_rules import CallerIdentity
-from proxy.hop.internal_client import InternalClient, SecurityFactory
+from proxy.hop.internal_client import InternalClient, PeerSecurity
 from proxy.hop.internal_server import ServiceInvocation
 from proxy.hop.invoker import Invoker
 from proxy.hop.mux_server import MuxService, ParkedBodies
@@ -346,17 +346,17 @@ def _metric_settings(config: MetricConfig) -> MetricSettings:
     return settings
 
 
-def _security_factory(workload: WorkloadIdentity | None) -> SecurityFactory | None:
+def _security_factory(workload: WorkloadIdentity | None) -> PeerSecurity | None:
     if workload is None:
         return None
-    from certs.tls import channel_credentials, channel_options_for_peer
+    from certs.tls import channel_credentials, channel_options_for_peer, client_ssl_context
 
     credentials = channel_credentials(workload)
 
     def factory(peer: SpiffeId) -> tuple[grpc.ChannelCredentials, list[tuple[str, str]]]:
         return credentials, channel_options_for_peer(peer)
 
-    return factory
+    return PeerSecurity(factory, client_ssl_context(workload))
 
 
 def _identify_caller() -> Callable[[grpc.aio.ServicerContext], CallerIdentity | None]:

@@ -23,16 +23,22 @@ from google.protobuf import any_pb2
 
 from certs.authority import create_authority, load_issuer, write_authority
 from certs.spiffe import SpiffeId
-from certs.tls import channel_credentials, channel_options_for_peer, peer_spiffe_id
+from certs.tls import (
+    channel_credentials,
+    channel_options_for_peer,
+    client_ssl_context,
+    peer_spiffe_id,
+)
 from certs.tls import server_credentials as tls_server_credentials
 from certs.workload import WorkloadIdentity, issue_workload_identity
 from proxy.app.channel import HttpAppChannel
 from proxy.core.body import Body
 from proxy.core.errors import InvocationFailed
 from proxy.discovery.registry import Endpoint
+from proxy.grpcwire.client import Channel, ClientSettings
 from proxy.hop.callee import Callee
 from proxy.hop.header_rules import CallerIdentity
-from proxy.hop.internal_client import InternalClient
+from proxy.hop.internal_client import InternalClient, PeerSecurity
 from proxy.hop.internal_server import ServiceInvocation
 from proxy.hop.mux_client import MuxConnection
 from proxy.hop.mux_server import MuxService, ParkedBodies
@@ -107,6 +113,17 @@ async def _callee_server(
 def _channel(address: str, identities: Identities) -> grpc.aio.Channel:
     return grpc.aio.secure_channel(
         address, channel_credentials(identities.client), options=channel_options_for_peer(ORDERS)
+    )
+
+
+def _lean_channel(address: str, identities: Identities) -> Channel:
+    host, port = address.rsplit(":", 1)
+    return Channel(
+        host,
+        int(port),
+        ClientSettings(MAX_MESSAGE),
+        client_ssl_context(identities.client),
+        ORDERS.peer_name(),
     )
 
 
@@ -356,17 +373,16 @@ def test_a_call_the_peer_never_answers_fails_within_its_bound(
     peer = SilentPeer()
 
     async def main() -> InvocationFailed:
-        async with (
-            _callee_server(identities.server, _callee(app.port), peer) as address,
-            _channel(address, identities) as channel,
-        ):
-            connection = MuxConnection(mux_pb2_grpc.MultiplexStub(channel))
+        async with _callee_server(identities.server, _callee(app.port), peer) as address:
+            channel = _lean_channel(address, identities)
+            connection = MuxConnection(channel)
             try:
                 async with asyncio.timeout(WAIT):
                     with pytest.raises(InvocationFailed) as failure:
                         await connection.invoke(_request("x"), b"{}", timeout=0.2)
             finally:
                 await connection.close()
+                channel.close()
             return failure.value
 
     failure = asyncio.run(main())
@@ -381,8 +397,12 @@ def test_the_client_bounds_a_multiplexed_call_unless_a_policy_does(
 ) -> None:
     peer = SilentPeer()
 
-    def security(expected: SpiffeId) -> tuple[grpc.ChannelCredentials, list[tuple[str, str]]]:
+    def grpc_security(
+        expected: SpiffeId,
+    ) -> tuple[grpc.ChannelCredentials, list[tuple[str, str]]]:
         return channel_credentials(identities.client), channel_options_for_peer(expected)
+
+    security = PeerSecurity(grpc_security, client_ssl_context(identities.client))
 
     async def main() -> tuple[InvocationFailed, bool]:
         async with _callee_server(identities.server, _callee(app.port), peer) as address:
@@ -418,17 +438,16 @@ def test_pending_calls_fail_when_the_stream_ends(identities: Identities, app: Ap
     peer = SilentPeer(end=True)
 
     async def main() -> InvocationFailed:
-        async with (
-            _callee_server(identities.server, _callee(app.port), peer) as address,
-            _channel(address, identities) as channel,
-        ):
-            connection = MuxConnection(mux_pb2_grpc.MultiplexStub(channel))
+        async with _callee_server(identities.server, _callee(app.port), peer) as address:
+            channel = _lean_channel(address, identities)
+            connection = MuxConnection(channel)
             try:
                 async with asyncio.timeout(WAIT):
                     with pytest.raises(InvocationFailed) as failure:
                         await connection.invoke(_request("x"), b"{}", timeout=None)
             finally:
                 await connection.close()
+                channel.close()
             assert connection.broken
             return failure.value
 
