@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import h2.config
 import h2.connection
@@ -23,12 +24,34 @@ from proxy.grpcwire.client_status import RpcError, Status
 from proxy.grpcwire.client_stream import ClientStream, StreamListener
 from proxy.grpcwire.messages import format_timeout
 
+if TYPE_CHECKING:
+    from hyperframe.frame import Frame, GoAwayFrame  # h2's own frame layer
+
 # Generous receive windows: the peer should never wait for us on a healthy loop.
 STREAM_WINDOW = 8 * 1024 * 1024
 CONNECTION_WINDOW = 32 * 1024 * 1024
 USER_AGENT = b"grpc-python-tether/" + RUNTIME_VERSION.removeprefix("tether-").encode()
 
 Metadata = Sequence[tuple[bytes, bytes]]
+
+
+class _GracefulH2(h2.connection.H2Connection):
+    """h2 closes its state machine on a GOAWAY and drops its unsent bytes
+    (python-hyper/h2#1181), refusing the frames of streams the server still
+    finishes; HTTP/2 lets those finish, and grpcio's graceful shutdown relies on
+    it. So a GOAWAY only reports the event here; ``open`` refuses new streams."""
+
+    def _receive_goaway_frame(
+        self, frame: GoAwayFrame
+    ) -> tuple[list[Frame], list[h2.events.Event]]:
+        event = h2.events.ConnectionTerminated()
+        try:
+            event.error_code = h2.errors.ErrorCodes(frame.error_code)
+        except ValueError:
+            event.error_code = frame.error_code
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +69,7 @@ class ClientConnection(asyncio.Protocol):
         self._settings = settings
         self._authority = authority.encode("ascii")
         self._scheme = scheme
-        self._h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding=None)
-        )
+        self._h2 = _GracefulH2(h2.config.H2Configuration(client_side=True, header_encoding=None))
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._streams: dict[int, ClientStream] = {}
@@ -64,7 +85,8 @@ class ClientConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         h2conn = self._h2
         h2conn.local_settings = h2.settings.Settings(
