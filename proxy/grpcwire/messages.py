@@ -6,6 +6,7 @@ speak the same wire as grpcio so either side can be either implementation."""
 
 from __future__ import annotations
 
+import math
 from urllib.parse import quote, unquote
 
 # 1 byte compressed-flag, 4 bytes big-endian length.
@@ -88,7 +89,7 @@ def parse_timeout(value: str) -> float | None:
 
 def format_timeout(seconds: float) -> str:
     """The shortest exact-enough ``grpc-timeout`` for ``seconds`` (never below 1 ns)."""
-    nanos = max(1, round(seconds * 1e9))
+    nanos = max(1, math.ceil(seconds * 1e9))  # up: a deadline must not come early
     for unit, size in (("n", 1), ("u", 1_000), ("m", 1_000_000), ("S", 1_000_000_000)):
         count = -(-nanos // size)  # round up: a deadline must not come early
         if count < 10**_MAX_TIMEOUT_DIGITS:
