@@ -27,9 +27,10 @@ from proxy.grpcwire.messages import format_timeout
 if TYPE_CHECKING:
     from hyperframe.frame import Frame, GoAwayFrame  # h2's own frame layer
 
-# Generous receive windows: the peer should never wait for us on a healthy loop.
-STREAM_WINDOW = 8 * 1024 * 1024
-CONNECTION_WINDOW = 32 * 1024 * 1024
+# Receive windows: wide enough that a peer never waits for us on a healthy loop,
+# and a stream's window bounds what a slow reader buffers (see ClientStream.read).
+STREAM_WINDOW = 1024 * 1024
+CONNECTION_WINDOW = 16 * 1024 * 1024
 USER_AGENT = b"grpc-python-tether/" + RUNTIME_VERSION.removeprefix("tether-").encode()
 
 Metadata = Sequence[tuple[bytes, bytes]]
@@ -234,7 +235,13 @@ class ClientConnection(asyncio.Protocol):
         self._blocked.add(stream)
 
     def acknowledge(self, stream_id: int, size: int) -> None:
+        """Give received bytes back to the peer's windows (inside ``data_received``)."""
         self._h2.acknowledge_received_data(size, stream_id)
+
+    def give_back(self, stream_id: int, size: int) -> None:
+        """``acknowledge`` from outside ``data_received``: the update must be written too."""
+        self._h2.acknowledge_received_data(size, stream_id)
+        self._schedule_flush()
 
     def stream_done(self, stream: ClientStream, reset: bool) -> None:
         self._streams.pop(stream.stream_id, None)

@@ -139,7 +139,7 @@ class ClientStream:
         payload = self._queue.popleft()
         if not self._queue and self._held:
             # The reader caught up: give the peer its window back.
-            self._connection.acknowledge(self.stream_id, self._held)
+            self._connection.give_back(self.stream_id, self._held)
             self._held = 0
         return payload
 
@@ -244,7 +244,7 @@ class ClientStream:
             self._timer.cancel()
         self._outgoing.clear()
         if self._held:
-            self._connection.acknowledge(self.stream_id, self._held)
+            self._connection.give_back(self.stream_id, self._held)
             self._held = 0
         self._connection.stream_done(self, reset)
         writers, self._writers = self._writers, []

@@ -44,6 +44,11 @@ def handler(seen: Seen) -> grpc.GenericRpcHandler:
         for number in range(int(request)):
             yield str(number).encode()
 
+    async def chunks(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        count, size = (int(part) for part in request.split(b":"))
+        for number in range(count):
+            yield bytes([number % 256]) * size
+
     async def fail(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.decode())
         raise AssertionError("abort returned")
@@ -64,6 +69,7 @@ def handler(seen: Seen) -> grpc.GenericRpcHandler:
             "Bidi": grpc.stream_stream_rpc_method_handler(bidi, identity, identity),
             "Unary": grpc.unary_unary_rpc_method_handler(unary, identity, identity),
             "Count": grpc.unary_stream_rpc_method_handler(count, identity, identity),
+            "Chunks": grpc.unary_stream_rpc_method_handler(chunks, identity, identity),
             "Fail": grpc.unary_unary_rpc_method_handler(fail, identity, identity),
             "Slow": grpc.unary_unary_rpc_method_handler(slow, identity, identity),
         },

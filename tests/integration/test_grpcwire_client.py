@@ -150,6 +150,31 @@ def test_server_stream_and_metadata() -> None:
     assert any(key == "user-agent" for key, _ in seen.metadata[0])
 
 
+def test_a_slow_reader_holds_the_window_back_and_still_gets_everything() -> None:
+    count, size = 40, 256 * 1024  # 10 MiB, several times a stream's window
+
+    async def main() -> list[bytes]:
+        async with serve(Seen()) as port:
+            channel = Channel("127.0.0.1", port, SETTINGS)
+            try:
+                stream = await channel.open(method("Chunks"))
+                stream.write(f"{count}:{size}".encode())
+                stream.end()
+                await asyncio.sleep(0.3)  # the server fills the window meanwhile
+                replies = []
+                while (reply := await stream.read()) is not None:
+                    replies.append(reply)
+                    if len(replies) % 8 == 0:
+                        await asyncio.sleep(0.05)
+                assert (await stream.status()).ok
+                return replies
+            finally:
+                channel.close()
+
+    replies = run(main)
+    assert [(len(r), r[0]) for r in replies] == [(size, n % 256) for n in range(count)]
+
+
 def test_unimplemented_and_error_status_with_message() -> None:
     async def main() -> tuple[RpcError, RpcError]:
         async with serve(Seen()) as port:
