@@ -43,14 +43,33 @@ def server_ssl_context(identity: WorkloadIdentity) -> ssl.SSLContext:
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_verify_locations(cadata=identity.trust_bundle_pem.decode("ascii"))
     context.set_alpn_protocols(["h2"])
-    # ssl reads a key only from a file: an anonymous memory file keeps it off the disk.
-    fd = os.memfd_create("tether-workload", os.MFD_CLOEXEC)
+    _load_chain(context, identity)
+    return context
+
+
+def client_ssl_context(identity: WorkloadIdentity) -> ssl.SSLContext:
+    """Client side of mTLS for an ``ssl``-based HTTP/2 client (ALPN "h2").
+
+    The server's chain must end at our trust bundle and be valid for the name given
+    as ``server_hostname``: pass ``SpiffeId.peer_name()`` of the callee to pin it, as
+    channel_options_for_peer does for grpcio.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies chain and hostname
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_verify_locations(cadata=identity.trust_bundle_pem.decode("ascii"))
+    _load_chain(context, identity)
+    context.set_alpn_protocols(["h2"])
+    return context
+
+
+def _load_chain(context: ssl.SSLContext, identity: WorkloadIdentity) -> None:
+    # ssl loads keys from files only: an anonymous in-memory file keeps the key off disk.
+    fd = os.memfd_create("tether-identity", os.MFD_CLOEXEC)
     try:
-        os.write(fd, identity.private_key_pem + b"\n" + identity.certificate_chain_pem)
+        os.write(fd, identity.certificate_chain_pem + b"\n" + identity.private_key_pem)
         context.load_cert_chain(f"/proc/self/fd/{fd}")
     finally:
         os.close(fd)
-    return context
 
 
 def peer_certificate_spiffe_id(peercert: Mapping[str, Any] | None) -> SpiffeId | None:

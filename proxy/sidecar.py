@@ -44,7 +44,7 @@ from proxy.grpcwire.server import GrpcServer
 from proxy.hop.access_control import access_control_for
 from proxy.hop.callee import Callee
 from proxy.hop.header_rules import CallerIdentity
-from proxy.hop.internal_client import InternalClient, SecurityFactory
+from proxy.hop.internal_client import InternalClient, PeerSecurity
 from proxy.hop.internal_server import ServiceInvocation
 from proxy.hop.invoker import Invoker
 from proxy.hop.mux_server import MuxService, ParkedBodies
@@ -341,17 +341,17 @@ def grpc_message_limit(settings: SidecarSettings) -> int:
     return max(settings.max_body_size, CHUNK_SIZE) + 1024 * 1024
 
 
-def _security_factory(workload: WorkloadIdentity | None) -> SecurityFactory | None:
+def _security_factory(workload: WorkloadIdentity | None) -> PeerSecurity | None:
     if workload is None:
         return None
-    from certs.tls import channel_credentials, channel_options_for_peer
+    from certs.tls import channel_credentials, channel_options_for_peer, client_ssl_context
 
     credentials = channel_credentials(workload)
 
     def factory(peer: SpiffeId) -> tuple[grpc.ChannelCredentials, list[tuple[str, str]]]:
         return credentials, channel_options_for_peer(peer)
 
-    return factory
+    return PeerSecurity(factory, client_ssl_context(workload))
 
 
 def _identify_caller() -> Callable[[Any], CallerIdentity | None]:

@@ -1,10 +1,12 @@
-"""The caller half of the sidecar hop: pooled gRPC channels to other sidecars
-and ``CallLocalStream`` with bodies streamed in both directions."""
+"""The caller half of the sidecar hop: per peer, one lean gRPC connection carrying
+tether's multiplexed stream, and (made when first needed) a grpcio channel for
+``CallLocalStream`` with bodies streamed in both directions."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,22 +18,34 @@ from proxy.core.body import Body, BodyReadError
 from proxy.core.errors import InvocationFailed
 from proxy.discovery.registry import Endpoint
 from proxy.discovery.resolution_settings import PeerLiveness
+from proxy.grpcwire.client import Channel, ClientSettings
 from proxy.hop.grpc_tuning import channel_options
 from proxy.hop.mux_client import MuxConnection, MuxUnsupported
 from proxy.hop.rpc_methods import CALL_LOCAL, CALL_LOCAL_STREAM, MUX_CALL
 from proxy.hop.wire import INLINE_LIMIT, MUX_CALL_TIMEOUT
 from proxy.observability.trace_propagation import grpc_trace_metadata, metadata_trace
-from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc, mux_pb2_grpc
+from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc
 
 # Builds (credentials, extra channel options) for a peer; None means plaintext.
 SecurityFactory = Callable[[SpiffeId], tuple[grpc.ChannelCredentials, list[tuple[str, str]]]]
 
 
 @dataclass(frozen=True, slots=True)
+class PeerSecurity:
+    """mTLS to other sidecars, for both clients; each pins the callee to its SPIFFE ID."""
+
+    grpc_channel: SecurityFactory  # grpcio, for CallLocal/CallLocalStream
+    ssl_context: ssl.SSLContext  # the lean client (tether's multiplexed stream)
+
+    def server_name(self, peer: SpiffeId) -> str:
+        # Our issuer binds this DNS SAN to the SPIFFE ID (see channel_options_for_peer).
+        return peer.peer_name()
+
+
+@dataclass(frozen=True, slots=True)
 class _PeerChannel:
     channel: grpc.aio.Channel
     invocation: Any  # ServiceInvocationStub (generated, untyped)
-    multiplex: Any  # MultiplexStub
 
 
 @dataclass(slots=True)
@@ -54,7 +68,7 @@ class HopRpc:
 class InternalClient:
     def __init__(
         self,
-        security: SecurityFactory | None,
+        security: PeerSecurity | None,
         max_message_size: int,
         mux_call_timeout: float = MUX_CALL_TIMEOUT,
         liveness: PeerLiveness | None = None,
@@ -68,7 +82,16 @@ class InternalClient:
             keepalive_time=live.keepalive_time,
             keepalive_timeout=live.keepalive_timeout,
         )
+        self._lean_settings = ClientSettings(
+            max_message_size,
+            connect_timeout=live.connect_timeout,
+            keepalive_time=live.keepalive_time,
+            keepalive_timeout=live.keepalive_timeout,
+        )
+        # grpcio channels, made only for calls that need them (daprd peers, large bodies).
         self._channels: dict[tuple[str, SpiffeId], _PeerChannel] = {}
+        # The lean client's connections, each with its Connect stream.
+        self._lean: dict[tuple[str, SpiffeId], Channel] = {}
         self._mux: dict[tuple[str, SpiffeId], MuxConnection] = {}
         # Peers that answered UNIMPLEMENTED to Multiplex/Connect (daprd).
         self._without_mux: set[str] = set()
@@ -81,24 +104,41 @@ class InternalClient:
         if self._security is None:
             channel = grpc.aio.insecure_channel(address, options=self._options)
         else:
-            credentials, extra = self._security(peer)
+            credentials, extra = self._security.grpc_channel(peer)
             channel = grpc.aio.secure_channel(
                 address, credentials, options=[*self._options, *extra]
             )
-        created = _PeerChannel(
-            channel,
-            internals_pb2_grpc.ServiceInvocationStub(channel),
-            mux_pb2_grpc.MultiplexStub(channel),
-        )
+        created = _PeerChannel(channel, internals_pb2_grpc.ServiceInvocationStub(channel))
         self._channels[key] = created
         return created
 
+    def _lean_channel(self, endpoint: Endpoint, key: tuple[str, SpiffeId]) -> Channel:
+        channel = self._lean.get(key)
+        if channel is None:
+            security = self._security
+            if security is None:
+                channel = Channel(endpoint.host, endpoint.port, self._lean_settings)
+            else:
+                channel = Channel(
+                    endpoint.host,
+                    endpoint.port,
+                    self._lean_settings,
+                    security.ssl_context,
+                    security.server_name(key[1]),
+                )
+            self._lean[key] = channel
+        return channel
+
     def discard(self, endpoint: Endpoint, peer: SpiffeId) -> None:
-        """Drop a channel after a connection-level failure so the next call redials."""
-        connection = self._mux.pop((endpoint.address, peer), None)
+        """Drop a peer's connections after a connection-level failure so the next call redials."""
+        key = (endpoint.address, peer)
+        connection = self._mux.pop(key, None)
         if connection is not None:
             asyncio.get_running_loop().create_task(connection.close())
-        cached = self._channels.pop((endpoint.address, peer), None)
+        lean = self._lean.pop(key, None)
+        if lean is not None:
+            lean.close()
+        cached = self._channels.pop(key, None)
         if cached is not None:
             asyncio.get_running_loop().create_task(cached.channel.close())
 
@@ -123,28 +163,30 @@ class InternalClient:
         """
         rpc = rpc if rpc is not None else HopRpc()
         key = (endpoint.address, peer)
-        channel = self._peer(key)
         if body.complete and len(body.head) <= INLINE_LIMIT and key[0] not in self._without_mux:
             rpc.method = MUX_CALL
             try:
                 timeout = None if timeout_policy else self._mux_call_timeout
-                return await self._invoke_mux(key, channel, request, body.head, timeout)
+                return await self._invoke_mux(endpoint, key, request, body.head, timeout)
             except MuxUnsupported:
                 self._without_mux.add(key[0])
+                lean = self._lean.pop(key, None)
+                if lean is not None:
+                    lean.close()  # a daprd peer: nothing else rides this connection
         rpc.method = CALL_LOCAL_STREAM
-        return await self._invoke_stream(channel.invocation, request, body, rpc)
+        return await self._invoke_stream(self._peer(key).invocation, request, body, rpc)
 
     async def _invoke_mux(
         self,
+        endpoint: Endpoint,
         key: tuple[str, SpiffeId],
-        channel: _PeerChannel,
         request: internals_pb2.InternalInvokeRequest,
         data: bytes,
         timeout: float | None,
     ) -> RemoteResponse:
         connection = self._mux.get(key)
         if connection is None or connection.broken:
-            connection = MuxConnection(channel.multiplex)
+            connection = MuxConnection(self._lean_channel(endpoint, key))
             self._mux[key] = connection
         response, body = await connection.invoke(request, data, timeout)
         return _remote_response(response, body, MUX_CALL)
@@ -213,6 +255,9 @@ class InternalClient:
         for connection in self._mux.values():
             await connection.close()
         self._mux.clear()
+        for lean in self._lean.values():
+            lean.close()
+        self._lean.clear()
         channels = [peer.channel for peer in self._channels.values()]
         self._channels.clear()
         for channel in channels:

@@ -1,23 +1,41 @@
 """Caller side of tether's multiplexed transport: one ``Connect`` stream per
-peer channel, calls matched to answers by ``call_id``.
+peer connection (on the lean gRPC client, ``proxy.grpcwire``), calls matched to
+answers by ``call_id``.
 
 A pending call always ends: with its answer, with the stream's failure when the
-stream ends or breaks, or with DEADLINE_EXCEEDED when its bound passes."""
+stream ends or breaks, or with DEADLINE_EXCEEDED when its bound passes. Answers
+are handed over in the connection's read callback: no reader task."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Protocol
 
-import grpc
+from google.protobuf.message import DecodeError
 
 from proxy.core.body import Body
 from proxy.core.errors import InvocationFailed
 from proxy.core.grpc_status import grpc_code_name
+from proxy.grpcwire.client import ClientStream, RpcError, Status, StreamListener
 from proxy.hop.wire import MUX_CALL_TIMEOUT
-from proxy.protos import internals_pb2, mux_pb2
+from proxy.protos import common_pb2, internals_pb2, mux_pb2
+
+CONNECT = "/tether.internal.v1.Multiplex/Connect"
+FETCH_BODY = "/tether.internal.v1.Multiplex/FetchBody"
+
+
+class StreamOpener(Protocol):
+    """What opens calls to the peer: ``proxy.grpcwire.client.Channel``."""
+
+    async def open(
+        self,
+        path: str,
+        metadata: tuple[tuple[bytes, bytes], ...] = (),
+        timeout: float | None = None,
+        listener: StreamListener | None = None,
+    ) -> ClientStream: ...
 
 
 class MuxUnsupported(Exception):
@@ -25,17 +43,27 @@ class MuxUnsupported(Exception):
 
 
 class MuxConnection:
-    def __init__(self, stub: Any) -> None:
-        self._stub = stub
-        self._call = stub.Connect()
+    def __init__(self, channel: StreamOpener) -> None:
+        self._channel = channel
+        self._stream: ClientStream | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[mux_pb2.MuxFrame]] = {}
-        self._write_lock = asyncio.Lock()
         self._answered = False
         # Set once the peer has accepted the stream (or the stream is over).
         self._opened = asyncio.Event()
         self.broken = False
-        self._reader = asyncio.get_running_loop().create_task(self._read_answers())
+        self._opener = asyncio.get_running_loop().create_task(self._open())
+
+    async def _open(self) -> None:
+        try:
+            stream = await self._channel.open(CONNECT, listener=self)
+        except RpcError as exc:
+            self._end(InvocationFailed(exc.message or exc.code.lower(), exc.code))
+            return
+        if self.broken:
+            stream.cancel()
+        else:
+            self._stream = stream
 
     async def invoke(
         self,
@@ -57,7 +85,7 @@ class MuxConnection:
         frame.request.message.data.value = data
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[mux_pb2.MuxFrame] = loop.create_future()
-        # Registered before anything awaits, so the reader's failure reaches it.
+        # Registered before anything awaits, so the stream's failure reaches it.
         self._pending[call_id] = answer
         # One timer per call, not an asyncio.timeout scope (several times the cost).
         deadline: _Deadline | None = None
@@ -66,14 +94,18 @@ class MuxConnection:
             deadline = _Deadline(answer)
             timer = loop.call_later(timeout, deadline)
         try:
+            # No frame is written before the peer accepts the stream: a peer refusing
+            # it (daprd: UNIMPLEMENTED) must not have processed anything.
             if not self._opened.is_set():
                 await self._opened.wait()
-            if not answer.done():
+            stream = self._stream
+            if not answer.done() and stream is not None:
                 try:
-                    async with self._write_lock:
-                        await self._call.write(frame)
-                except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
-                    pass  # the stream failed under the write; the reader reports why
+                    # Goes out in this loop iteration unless flow control holds it back.
+                    if not stream.write(frame.SerializeToString()):
+                        await stream.drain()
+                except RpcError:
+                    pass  # the stream failed under the write; its end reports why
             if deadline is not None:
                 deadline.sent()
             reply = await answer
@@ -93,52 +125,71 @@ class MuxConnection:
         return response, Body(head, rest)
 
     async def _fetch(self, ticket: int) -> AsyncIterator[bytes]:
-        call = self._stub.FetchBody(mux_pb2.BodyTicket(ticket=ticket))
+        # Its own stream, so a large download never holds up the shared one.
         try:
-            async for payload in call:
-                yield payload.data
-        except grpc.aio.AioRpcError as exc:
-            raise InvocationFailed(exc.details() or "body fetch failed", exc.code().name) from exc
+            stream = await self._channel.open(FETCH_BODY)
+        except RpcError as exc:
+            raise InvocationFailed(exc.message or "body fetch failed", exc.code) from exc
+        try:
+            stream.write(mux_pb2.BodyTicket(ticket=ticket).SerializeToString())
+            stream.end()
+            while (payload := await stream.read()) is not None:
+                yield _payload_data(payload)
+            status = await stream.status()
+            if not status.ok:
+                raise InvocationFailed(status.message or "body fetch failed", status.code)
+        except RpcError as exc:
+            raise InvocationFailed(exc.message or "body fetch failed", exc.code) from exc
         finally:
-            call.cancel()
+            stream.cancel()
 
-    async def _read_answers(self) -> None:
-        # Whatever ends this loop (EOF, an error, close(), a defect) fails every
-        # pending call at once rather than leaving it to its deadline.
-        failure: Exception = InvocationFailed("transport closed", "UNAVAILABLE")
+    # StreamListener: called from the connection's read callback.
+
+    def headers(self) -> None:
+        self._opened.set()
+
+    def message(self, payload: bytes) -> None:
         try:
-            # No frame is written before the peer accepts the stream: a write into a
-            # stream the peer is refusing (daprd: UNIMPLEMENTED) races in grpc core,
-            # which then reports INTERNAL and hides that the peer lacks the service.
-            # (tether's MuxService sends its headers at once for this.)
-            await self._call.initial_metadata()
-            self._opened.set()
-            while True:
-                reply = await self._call.read()
-                if reply is grpc.aio.EOF:
-                    failure = InvocationFailed("peer closed the stream", "UNAVAILABLE")
-                    return
-                self._answered = True
-                answer = self._pending.get(reply.call_id)
-                if answer is not None and not answer.done():
-                    answer.set_result(reply)
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            if code == grpc.StatusCode.UNIMPLEMENTED and not self._answered:
-                failure = MuxUnsupported(exc.details() or "unimplemented")
-            else:
-                failure = InvocationFailed(exc.details() or code.name.lower(), code.name)
-        finally:
-            self.broken = True
-            self._opened.set()
-            for answer in self._pending.values():
-                if not answer.done():
-                    answer.set_exception(failure)
+            reply = mux_pb2.MuxFrame.FromString(payload)
+        except DecodeError:
+            if self._stream is not None:
+                self._stream.cancel("undecodable frame")
+            self._end(InvocationFailed("peer sent an undecodable frame", "INTERNAL"))
+            return
+        self._answered = True
+        answer = self._pending.get(reply.call_id)
+        if answer is not None and not answer.done():
+            answer.set_result(reply)
+
+    def closed(self, status: Status) -> None:
+        failure: Exception
+        if status.code == "UNIMPLEMENTED" and not self._answered:
+            failure = MuxUnsupported(status.message or "unimplemented")
+        elif status.ok:
+            failure = InvocationFailed("peer closed the stream", "UNAVAILABLE")
+        else:
+            failure = InvocationFailed(status.message or status.code.lower(), status.code)
+        self._end(failure)
+
+    def _end(self, failure: Exception) -> None:
+        # Whatever ends the stream (its end, an error, close(), a defect) fails
+        # every pending call at once rather than leaving it to its deadline.
+        self.broken = True
+        self._opened.set()
+        for answer in self._pending.values():
+            if not answer.done():
+                answer.set_exception(failure)
 
     async def close(self) -> None:
-        self.broken = True
-        self._call.cancel()
-        self._reader.cancel()
+        self._end(InvocationFailed("transport closed", "UNAVAILABLE"))
+        self._opener.cancel()
+        if self._stream is not None:
+            self._stream.cancel()
+
+
+def _payload_data(payload: bytes) -> bytes:
+    data: bytes = common_pb2.StreamPayload.FromString(payload).data
+    return data
 
 
 def _deadline_exceeded() -> InvocationFailed:

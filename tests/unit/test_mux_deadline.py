@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 from proxy.core.errors import InvocationFailed
+from proxy.grpcwire.client import StreamListener
 from proxy.hop.mux_client import MuxConnection
 from proxy.protos import internals_pb2, mux_pb2
 
@@ -21,30 +22,38 @@ class _Stream:
         self.opens = opens
         self.write_blocks = write_blocks
         self.written: list[mux_pb2.MuxFrame] = []
-        self.replies: asyncio.Queue[mux_pb2.MuxFrame] = asyncio.Queue()
+        self.listener: StreamListener | None = None
 
-    async def initial_metadata(self) -> tuple[()]:
-        if not self.opens:
-            await asyncio.Event().wait()
-        return ()
+    def write(self, payload: bytes) -> bool:
+        self.written.append(mux_pb2.MuxFrame.FromString(payload))
+        return not self.write_blocks
 
-    async def write(self, frame: mux_pb2.MuxFrame) -> None:
-        self.written.append(frame)
-        if self.write_blocks:
-            await asyncio.Event().wait()
+    async def drain(self) -> None:
+        await asyncio.Event().wait()  # held by flow control for ever
 
-    async def read(self) -> mux_pb2.MuxFrame:
-        return await self.replies.get()
+    def reply(self, frame: mux_pb2.MuxFrame) -> None:
+        assert self.listener is not None
+        self.listener.message(frame.SerializeToString())
 
-    def cancel(self) -> None:
+    def cancel(self, message: str = "Cancelled") -> None:
         pass
 
 
-class _Stub:
+class _Channel:
     def __init__(self, stream: _Stream) -> None:
         self.stream = stream
 
-    def Connect(self) -> _Stream:  # the generated stub's name
+    async def open(
+        self,
+        path: str,
+        metadata: tuple[tuple[bytes, bytes], ...] = (),
+        timeout: float | None = None,
+        listener: StreamListener | None = None,
+    ) -> _Stream:
+        assert path == "/tether.internal.v1.Multiplex/Connect"
+        self.stream.listener = listener
+        if self.stream.opens and listener is not None:
+            asyncio.get_running_loop().call_soon(listener.headers)
         return self.stream
 
 
@@ -56,7 +65,7 @@ def _request() -> internals_pb2.InternalInvokeRequest:
 
 def _deadline_failure(stream: _Stream) -> tuple[InvocationFailed, int]:
     async def main() -> tuple[InvocationFailed, int]:
-        connection = MuxConnection(_Stub(stream))
+        connection = MuxConnection(_Channel(stream))
         task = asyncio.current_task()
         assert task is not None
         try:
@@ -85,14 +94,14 @@ def test_the_bound_ends_the_call_as_deadline_exceeded(stream: _Stream) -> None:
 def test_an_answer_in_time_is_returned_and_the_timer_is_gone() -> None:
     async def main() -> tuple[int, str, bytes]:
         stream = _Stream()
-        connection = MuxConnection(_Stub(stream))
+        connection = MuxConnection(_Channel(stream))
         pending = asyncio.ensure_future(connection.invoke(_request(), b"{}", timeout=0.05))
         while not stream.written:
             await asyncio.sleep(0)
         reply = mux_pb2.MuxFrame(call_id=stream.written[0].call_id)
         reply.response.status.code = 200
         reply.response.message.data.value = b"ok"
-        await stream.replies.put(reply)
+        stream.reply(reply)
         response, body = await pending
         await asyncio.sleep(0.1)  # past the bound: nothing fires for a finished call
         await connection.close()
@@ -105,7 +114,7 @@ def test_an_answer_in_time_is_returned_and_the_timer_is_gone() -> None:
 def test_a_cancellation_from_elsewhere_stays_a_cancellation(write_blocks: bool) -> None:
     async def main() -> bool:
         stream = _Stream(write_blocks=write_blocks)
-        connection = MuxConnection(_Stub(stream))
+        connection = MuxConnection(_Channel(stream))
         pending = asyncio.ensure_future(connection.invoke(_request(), b"{}", timeout=5.0))
         while not stream.written:
             await asyncio.sleep(0)
@@ -123,8 +132,11 @@ def test_a_cancellation_from_elsewhere_stays_a_cancellation(write_blocks: bool) 
 
 def test_an_outer_cancellation_at_the_deadline_is_not_swallowed() -> None:
     class _CancelledAlsoFromOutside(_Stream):
-        async def write(self, frame: mux_pb2.MuxFrame) -> None:
-            self.written.append(frame)
+        def write(self, payload: bytes) -> bool:
+            self.written.append(mux_pb2.MuxFrame.FromString(payload))
+            return False
+
+        async def drain(self) -> None:
             try:
                 await asyncio.Event().wait()
             except asyncio.CancelledError:
@@ -135,7 +147,7 @@ def test_an_outer_cancellation_at_the_deadline_is_not_swallowed() -> None:
                 raise
 
     async def main() -> str:
-        connection = MuxConnection(_Stub(_CancelledAlsoFromOutside()))
+        connection = MuxConnection(_Channel(_CancelledAlsoFromOutside()))
         pending = asyncio.ensure_future(connection.invoke(_request(), b"{}", timeout=0.05))
         try:
             await pending

@@ -1,0 +1,142 @@
+"""The lean gRPC client's public face: ``Channel``, calls to one peer address over
+one HTTP/2 connection at a time (TLS with ALPN "h2", or h2c with prior knowledge),
+dialled when first needed and again after it fails or the server sends GOAWAY.
+
+Usage::
+
+    channel = Channel("127.0.0.1", 50002, ClientSettings())
+    stream = await channel.open("/pkg.Service/Method", timeout=5.0)
+    stream.write(request_bytes)
+    stream.end()
+    reply = await stream.read()      # None at the end
+    status = await stream.status()   # Status("OK", "")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+
+from proxy.grpcwire.client_connection import ClientConnection, ClientSettings, Metadata
+from proxy.grpcwire.client_status import RpcError, Status
+from proxy.grpcwire.client_stream import ClientStream, StreamListener
+
+__all__ = [
+    "Channel",
+    "ClientSettings",
+    "ClientStream",
+    "RpcError",
+    "Status",
+    "StreamListener",
+    "dial",
+]
+
+
+async def dial(
+    host: str,
+    port: int,
+    settings: ClientSettings,
+    ssl_context: ssl.SSLContext | None = None,
+    server_name: str | None = None,
+) -> ClientConnection:
+    """A new connection; raises RpcError(UNAVAILABLE) when it cannot be made in time.
+
+    With TLS the server's certificate must be valid for ``server_name`` (also the
+    ``:authority``); without, ``:authority`` is the address."""
+    loop = asyncio.get_running_loop()
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    authority = server_name if server_name is not None and ssl_context is not None else address
+    scheme = b"https" if ssl_context is not None else b"http"
+    try:
+        async with asyncio.timeout(settings.connect_timeout):
+            transport, connection = await loop.create_connection(
+                lambda: ClientConnection(settings, authority, scheme),
+                host,
+                port,
+                ssl=ssl_context,
+                server_hostname=server_name if ssl_context is not None else None,
+            )
+    except TimeoutError:
+        raise RpcError("UNAVAILABLE", f"failed to connect to {address}: timed out") from None
+    except ssl.SSLError as exc:
+        raise RpcError("UNAVAILABLE", f"TLS handshake with {address} failed: {exc}") from exc
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise RpcError("UNAVAILABLE", f"failed to connect to {address}: {reason}") from exc
+    if ssl_context is not None:
+        tls = transport.get_extra_info("ssl_object")
+        if tls is None or tls.selected_alpn_protocol() != "h2":
+            transport.abort()
+            raise RpcError("UNAVAILABLE", f"{address} did not negotiate HTTP/2 (ALPN h2)")
+    return connection
+
+
+class Channel:
+    """Calls to one peer; at most one connection dialled at a time."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        settings: ClientSettings,
+        ssl_context: ssl.SSLContext | None = None,
+        server_name: str | None = None,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._settings = settings
+        self._ssl = ssl_context
+        self._server_name = server_name
+        self._connection: ClientConnection | None = None
+        self._dialing: asyncio.Task[ClientConnection] | None = None
+        self._closed = False
+
+    async def open(
+        self,
+        path: str,
+        metadata: Metadata = (),
+        timeout: float | None = None,
+        listener: StreamListener | None = None,
+    ) -> ClientStream:
+        """Start a call (dialling first if needed). Raises RpcError."""
+        connection = self._connection
+        if connection is None or not connection.usable:
+            connection = await self._connect()
+        return connection.open(path, metadata, timeout, listener)
+
+    async def _connect(self) -> ClientConnection:
+        if self._closed:
+            raise RpcError("CANCELLED", "Channel closed!")
+        dialing = self._dialing
+        if dialing is None:
+            dialing = asyncio.get_running_loop().create_task(
+                dial(self._host, self._port, self._settings, self._ssl, self._server_name)
+            )
+            dialing.add_done_callback(self._dialled)
+            self._dialing = dialing
+        # Shielded: one caller giving up must not cancel the dial the others wait for.
+        return await asyncio.shield(dialing)
+
+    def _dialled(self, dialing: asyncio.Task[ClientConnection]) -> None:
+        if self._dialing is dialing:
+            self._dialing = None
+        if dialing.cancelled() or dialing.exception() is not None:
+            return
+        connection = dialing.result()
+        if self._closed:
+            connection.close()
+            return
+        # A draining predecessor closes itself when its last stream ends.
+        self._connection = connection
+
+    def close(self) -> None:
+        """Close the connection; open calls end CANCELLED."""
+        self._closed = True
+        if self._dialing is not None:
+            self._dialing.cancel()
+            self._dialing = None
+        if self._connection is not None:
+            with contextlib.suppress(RuntimeError):  # the loop may be closing
+                self._connection.close()
+            self._connection = None
