@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -501,6 +502,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=16, help="keep-alive connections")
     parser.add_argument("--body-size", type=int, default=1024, help="request body bytes")
     parser.add_argument("--handshake", action="store_true", help="WARMED / stdin / DONE")
+    parser.add_argument(
+        "--result-file", help="write the result JSON here instead of as stdout's last line"
+    )
     args = parser.parse_args(argv)
     if args.connections < 1 or args.duration <= 0 or args.rate < 0:
         parser.error("--connections must be >= 1, --duration > 0 and --rate >= 0")
@@ -512,17 +516,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = uvloop.run(run(args))
     except (OSError, ValueError) as exc:
-        _report({"fatal": str(exc)})
+        _report({"fatal": str(exc)}, args.result_file)
         return 1
-    _report(result)
+    _report(result, args.result_file)
     return 0
 
 
-def _report(data: object) -> None:
-    # The result line is hundreds of KiB; a stdout the event loop left non-blocking
-    # would cut it at the pipe's capacity (seen: a line cut at 128 KiB).
+def _report(data: object, result_file: str | None) -> None:
+    text = json.dumps(data)
+    if result_file is not None:
+        # The result is hundreds of KiB: a file, not a pipe, where lines of that size
+        # arrived cut at the pipe's capacity even with stdout set blocking.
+        Path(result_file).write_text(text)
+        print("RESULT", flush=True)
+        return
     os.set_blocking(sys.stdout.fileno(), True)
-    print(json.dumps(data), flush=True)
+    print(text, flush=True)
 
 
 if __name__ == "__main__":

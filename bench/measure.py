@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +61,7 @@ def run_scenario(
     scenario: Scenario, connections: int, watched: Sequence[Proc], env: dict[str, str]
 ) -> Result:
     result = Result(scenario)
+    result_file = Path(tempfile.mkdtemp(prefix="tether-loadgen-")) / "result.json"
     argv = [
         sys.executable, "-m", "bench.loadgen", "--handshake",
         "--url", scenario.url,
@@ -68,6 +71,7 @@ def run_scenario(
         "--warmup-rate", str(scenario.warmup_rate),
         "--connections", str(connections),
         "--body-size", str(BODY_SIZE),
+        "--result-file", str(result_file),
     ]  # fmt: skip
     budget = scenario.warmup + scenario.duration + 60.0
     popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=REPO)
@@ -90,7 +94,9 @@ def run_scenario(
             result.problem = f"load generator did not finish: {line!r}"
             return result
         line = reader.line(deadline)
-        data: dict[str, Any] = json.loads(line) if line else {}
+        data: dict[str, Any] = (
+            json.loads(result_file.read_text()) if line == "RESULT" and result_file.exists() else {}
+        )
         if "fatal" in data or not data:
             result.problem = f"load generator failed: {data.get('fatal', 'no result')}"
             return result
@@ -108,3 +114,4 @@ def run_scenario(
         return result
     finally:
         stop(loadgen)
+        shutil.rmtree(result_file.parent, ignore_errors=True)
