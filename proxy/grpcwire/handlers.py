@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,12 +50,37 @@ def stream_stream(
 
 
 async def run_unary(call: ServerCall, request: Any) -> None:
+    await _answer(call, _unary(call, request))
+
+
+async def run_streaming(call: ServerCall, argument: Any) -> None:
+    await _answer(call, _streaming(call, argument))
+
+
+async def _unary(call: ServerCall, request: Any) -> None:
     method = call.method
+    response = await method.handler(request, call)
+    if not call.finished:
+        call.connection.send_message(call, method.serialize(response))
+
+
+async def _streaming(call: ServerCall, argument: Any) -> None:
+    result = call.method.handler(argument, call)
+    if hasattr(result, "__anext__"):
+        try:
+            async for message in result:
+                await call.write(message)
+        finally:
+            await result.aclose()
+    else:
+        await result
+
+
+async def _answer(call: ServerCall, work: Coroutine[Any, Any, None]) -> None:
+    """Run a handler's work and end the call with the status it earned."""
     connection = call.connection
     try:
-        response = await method.handler(request, call)
-        if not call.finished:
-            connection.send_message(call, method.serialize(response))
+        await work
     except AbortError as exc:
         connection.finish(call, exc.code, exc.message)
     except StreamClosed:
@@ -63,31 +88,6 @@ async def run_unary(call: ServerCall, request: Any) -> None:
     except asyncio.CancelledError:
         if not call.finished:
             raise  # not ours: a cancel from outside the call
-    except Exception as exc:
-        _unexpected(call, exc)
-    else:
-        connection.finish(call, "OK", "")
-
-
-async def run_streaming(call: ServerCall, argument: Any) -> None:
-    connection = call.connection
-    try:
-        result = call.method.handler(argument, call)
-        if hasattr(result, "__anext__"):
-            try:
-                async for message in result:
-                    await call.write(message)
-            finally:
-                await result.aclose()
-        else:
-            await result
-    except AbortError as exc:
-        connection.finish(call, exc.code, exc.message)
-    except StreamClosed:
-        pass
-    except asyncio.CancelledError:
-        if not call.finished:
-            raise
     except Exception as exc:
         _unexpected(call, exc)
     else:
