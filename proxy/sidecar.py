@@ -49,7 +49,6 @@ from proxy.hop.internal_server import ServiceInvocation
 from proxy.hop.invoker import Invoker
 from proxy.hop.mux_server import MuxService, ParkedBodies
 from proxy.hop.request_builder import Locality
-from proxy.hop.wire import peer_identity
 from proxy.observability.tracer import Tracer
 from resiliency import BreakerState, ResiliencyConfig, ResiliencyEngine
 
@@ -251,8 +250,8 @@ class Sidecar:
     async def _start_internal_server(self, workload: WorkloadIdentity | None) -> None:
         s = self.settings
         callee = self._callee
-        service = ServiceInvocation(callee, peer_identity, s.max_body_size, self._metrics)
-        self._mux = MuxService(callee, peer_identity, self._parked, self._metrics)
+        service = ServiceInvocation(callee, s.max_body_size, self._metrics)
+        self._mux = MuxService(callee, self._parked, self._metrics)
         ssl_context = None
         if workload is not None:
             from certs.tls import server_ssl_context

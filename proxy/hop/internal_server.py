@@ -14,7 +14,7 @@ from proxy.grpcwire.handlers import RpcMethod, stream_stream, unary_unary
 from proxy.grpcwire.server_call import ServerCall
 from proxy.hop.callee import Callee, declared_length, response_head
 from proxy.hop.rpc_methods import CALL_LOCAL, CALL_LOCAL_STREAM
-from proxy.hop.wire import IdentityCheck, abort
+from proxy.hop.wire import abort, peer_identity
 from proxy.observability.trace_propagation import grpc_metadata_trace
 from proxy.protos import common_pb2, internals_pb2
 
@@ -27,12 +27,10 @@ class ServiceInvocation:
     def __init__(
         self,
         callee: Callee,
-        identify_caller: IdentityCheck,
         max_body_size: int,
         metrics: Metrics | None = None,
     ) -> None:
         self._callee = callee
-        self._identify = identify_caller
         self._max_body_size = max_body_size
         self._metrics = metrics
 
@@ -62,7 +60,7 @@ class ServiceInvocation:
         trace = grpc_metadata_trace(context.invocation_metadata())
         try:
             response = await self._callee.serve(
-                request, body, self._identify(context), trace, rpc=method
+                request, body, peer_identity(context), trace, rpc=method
             )
         except CallRejected as exc:
             self._record(method, exc.code, started, len(body.head), 0)

@@ -21,7 +21,7 @@ from proxy.grpcwire.server_call import ServerCall, StreamClosed
 from proxy.hop.callee import Callee, fill_response_head
 from proxy.hop.header_rules import CallerIdentity
 from proxy.hop.rpc_methods import MUX_CALL, MUX_CONNECT, MUX_FETCH_BODY
-from proxy.hop.wire import INLINE_LIMIT, IdentityCheck, abort
+from proxy.hop.wire import INLINE_LIMIT, abort, peer_identity
 from proxy.protos import common_pb2, internals_pb2, mux_pb2
 
 if TYPE_CHECKING:
@@ -87,13 +87,11 @@ class MuxService:
     def __init__(
         self,
         callee: Callee,
-        identify_caller: IdentityCheck,
         parked: ParkedBodies,
         metrics: Metrics | None = None,
     ) -> None:
         self._metrics = metrics
         self._callee = callee
-        self._identify = identify_caller
         self._parked = parked
         # Each open Connect handler, with the calls it is answering.
         self._streams: dict[asyncio.Task[object], set[asyncio.Task[None]]] = {}
@@ -117,7 +115,7 @@ class MuxService:
         request_iterator: AsyncIterator[mux_pb2.MuxFrame],
         context: ServerCall,
     ) -> None:
-        caller = self._identify(context)
+        caller = peer_identity(context)
         # Headers at once: the caller writes no frame before it knows we accept the stream.
         context.send_initial_metadata(())
         in_flight: set[asyncio.Task[None]] = set()
@@ -210,7 +208,7 @@ class MuxService:
     async def FetchBody(
         self, request: mux_pb2.BodyTicket, context: ServerCall
     ) -> AsyncIterator[common_pb2.StreamPayload]:
-        body = self._parked.take(request.ticket, self._identify(context))
+        body = self._parked.take(request.ticket, peer_identity(context))
         if body is None:
             abort(context, "NOT_FOUND", "no such body ticket (expired or not yours)")
         seq = 0

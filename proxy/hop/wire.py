@@ -4,7 +4,6 @@ for a multiplexed answer, and how a servicer learns its caller and refuses a cal
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NoReturn
 
 from proxy.grpcwire.server_call import ServerCall
@@ -19,9 +18,6 @@ INLINE_LIMIT = 256 * 1024
 # left to read it. A dead peer is noticed sooner, by keepalive (10 s + 5 s);
 # this bounds a live peer that never answers. Longer calls: set a timeout policy.
 MUX_CALL_TIMEOUT = 60.0
-
-# The caller's identity; None when mTLS is off.
-IdentityCheck = Callable[[ServerCall], CallerIdentity | None]
 
 
 def peer_identity(call: ServerCall) -> CallerIdentity | None:

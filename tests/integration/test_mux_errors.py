@@ -46,7 +46,6 @@ from proxy.hop.internal_server import ServiceInvocation
 from proxy.hop.mux_client import MuxConnection
 from proxy.hop.mux_server import MuxService, ParkedBodies
 from proxy.hop.rpc_methods import MUX_CONNECT
-from proxy.hop.wire import peer_identity
 from proxy.observability.tracer import Tracer
 from proxy.observability.tracing_settings import TracingSettings
 from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc, mux_pb2, mux_pb2_grpc
@@ -99,8 +98,8 @@ async def _callee_server(
 ) -> AsyncIterator[str]:
     """The internal server as the sidecar builds it; ``multiplex`` replaces tether's service."""
     parked = ParkedBodies()
-    service = ServiceInvocation(callee, peer_identity, MAX_MESSAGE)
-    mux = multiplex or MuxService(callee, peer_identity, parked)
+    service = ServiceInvocation(callee, MAX_MESSAGE)
+    mux = multiplex or MuxService(callee, parked)
     server = GrpcServer(
         {**service.methods(), **mux.methods()},
         max_message_size=MAX_MESSAGE,
