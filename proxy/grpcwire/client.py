@@ -107,7 +107,9 @@ class Channel:
 
     async def _connect(self) -> ClientConnection:
         if self._closed:
-            raise RpcError("CANCELLED", "Channel closed!")
+            # Nothing was sent: to the caller this is an unreachable peer (retried as one),
+            # e.g. a call that took the channel just before a failure discarded it.
+            raise RpcError("UNAVAILABLE", "channel closed before the call started")
         dialing = self._dialing
         if dialing is None:
             dialing = asyncio.get_running_loop().create_task(
