@@ -16,7 +16,17 @@ from typing import Any
 from resiliency.errors import ConfigInvalid
 from resiliency.policies import ResiliencyConfig, frozen_map
 from resiliency.validation import KIND, ParsedDocument, validate_document
-from yamlcheck import Location, Problem, Problems, read_text, show, suggestion, yaml_error
+from yamlcheck import (
+    Location,
+    Problem,
+    Problems,
+    YamlLimitError,
+    load_all_bounded,
+    read_text,
+    show,
+    suggestion,
+    yaml_error,
+)
 
 _POLICY_KINDS = (
     ("timeouts", "timeouts", "timeout"),
@@ -103,7 +113,11 @@ def load_texts(
         import yaml  # only with a file to read: PyYAML is ~1 MB of a sidecar
 
         try:
-            documents = list(yaml.safe_load_all(text))
+            documents = load_all_bounded(text)
+        except YamlLimitError as exc:
+            problems.append(Problem(Location(file), "", str(exc)))
+            rejected.append(Location(file))
+            continue
         except yaml.YAMLError as exc:
             problems.append(Problem(Location(file), "", yaml_error(exc)))
             rejected.append(Location(file))

@@ -8,15 +8,19 @@ Imports nothing of ours, so ``resiliency``, ``certs`` and ``proxy`` may all use 
 """
 
 from yamlcheck.durations import DurationError, parse_go_duration, read_duration
+from yamlcheck.loading import MAX_FILE_BYTES, YamlLimitError, load_all_bounded
 from yamlcheck.problems import Location, Problem, Problems
 from yamlcheck.text import read_text, yaml_error
 from yamlcheck.wording import show, suggestion, type_name
 
 __all__ = [
+    "MAX_FILE_BYTES",
     "DurationError",
     "Location",
     "Problem",
     "Problems",
+    "YamlLimitError",
+    "load_all_bounded",
     "parse_go_duration",
     "read_duration",
     "read_text",

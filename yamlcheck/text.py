@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from yamlcheck.loading import YamlLimitError, check_size
 from yamlcheck.problems import Problems
 
 if TYPE_CHECKING:
@@ -12,9 +13,12 @@ if TYPE_CHECKING:
 
 
 def read_text(path: Path, problems: Problems) -> str | None:
-    """The file's text, or None after adding why it cannot be read."""
+    """The file's text, or None after adding why it cannot be read (too large included)."""
     try:
+        check_size(path.stat().st_size)
         return path.read_text(encoding="utf-8")
+    except YamlLimitError as exc:
+        problems.add_file(str(exc))
     except UnicodeDecodeError:
         problems.add_file("not valid UTF-8")
     except OSError as exc:

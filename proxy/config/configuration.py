@@ -19,7 +19,7 @@ from proxy.core.access_policy import AccessControlSpec
 from proxy.core.errors import TetherError
 from proxy.observability.metric_settings import MetricSettings
 from proxy.observability.tracing_settings import TracingSettings, parse_tracing
-from yamlcheck import Problems, read_text, yaml_error
+from yamlcheck import Problems, YamlLimitError, load_all_bounded, read_text, yaml_error
 
 API_VERSION = "dapr.io/v1alpha1"
 KIND = "Configuration"
@@ -87,10 +87,17 @@ def _read_yaml(path: Path, problems: Problems) -> object:
     import yaml  # only with a --config: PyYAML is ~1 MB of a sidecar
 
     try:
-        return yaml.safe_load(text)
+        documents = load_all_bounded(text)
+    except YamlLimitError as exc:
+        problems.add_file(str(exc))
+        return None
     except yaml.YAMLError as exc:
         problems.add_file(yaml_error(exc))
-    return None
+        return None
+    if len(documents) > 1:
+        problems.add_file(f"expected one YAML document, found {len(documents)}")
+        return None
+    return documents[0] if documents else None
 
 
 def _name(problems: Problems, doc: dict[str, object]) -> str:

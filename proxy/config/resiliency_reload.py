@@ -98,19 +98,31 @@ class ResiliencyReloader:
 
     def check(self) -> bool:
         """Reload if anything changed; True when a new snapshot was applied."""
+        loaded = self._load_if_changed()
+        if loaded is not None:
+            self._apply(loaded)
+        return loaded is not None
+
+    def _load_if_changed(self) -> ResiliencyConfig | None:
         current = fingerprint(self._paths)
         if current == self._seen:
-            return False
+            return None
         self._seen = current
         config, _ = self._files.load()
+        return config
+
+    def _apply(self, config: ResiliencyConfig) -> None:
         self._engine.reload(config)
         if self._on_loaded is not None:
             self._on_loaded(config)
         names = ", ".join(config.resource_names) or "none"
         log.info("resiliency reloaded: %s", names)
-        return True
 
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            self.check()
+            # Reading and parsing files runs off the event loop, so a large or slow
+            # file never delays a call; only the swap of the snapshot runs on it.
+            loaded = await asyncio.to_thread(self._load_if_changed)
+            if loaded is not None:
+                self._apply(loaded)

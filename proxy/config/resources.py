@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from proxy.core.errors import UsageError
+from yamlcheck import MAX_FILE_BYTES, YamlLimitError, load_all_bounded
 
 # Dapr resource kinds tether does not apply yet (Resiliency it does).
 _NOT_YET = {
@@ -28,8 +29,10 @@ def check_resources(paths: tuple[Path, ...]) -> None:
             import yaml  # only with a file to read: PyYAML is ~1 MB of a sidecar
 
             try:
-                documents = list(yaml.safe_load_all(file.read_text()))
-            except (OSError, yaml.YAMLError) as exc:
+                if file.stat().st_size > MAX_FILE_BYTES:
+                    raise YamlLimitError(f"over the {MAX_FILE_BYTES:,}-byte limit for YAML files")
+                documents = load_all_bounded(file.read_text())
+            except (OSError, ValueError, yaml.YAMLError) as exc:
                 problems.append(f"{file}: cannot read: {str(exc).splitlines()[0]}")
                 continue
             for document in documents:

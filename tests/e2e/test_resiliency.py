@@ -254,6 +254,22 @@ def test_hot_reload_applies_new_policies_and_keeps_the_last_good(cluster: Cluste
     assert "spec.policies.retries." in log
 
 
+def test_an_alias_bomb_dropped_in_is_refused_and_calls_go_on(cluster: Cluster) -> None:
+    from tests.e2e.test_resiliency_check import alias_bomb
+
+    app, checkout, policy_file = start(cluster, retry_document(1))
+    # Before: the reload expanded it on the event loop, froze the sidecar for minutes
+    # and ignored SIGTERM. Now it is refused before any walk, off the loop.
+    write_file(policy_file.with_name("bomb.yaml"), alias_bomb())
+    problem = "the document expands to more than 250,000 values through its aliases"
+    deadline = time.monotonic() + 20
+    while problem not in checkout.log():
+        assert time.monotonic() < deadline, f"the bomb was not refused:\n{checkout.log()}"
+        time.sleep(0.2)
+    # The policies loaded before still apply: one retry, two calls at the app.
+    assert calls_of(checkout, app, "fail/100/500/after-bomb") == 2
+
+
 def calls_of(checkout: Sidecar, app: App, method: str) -> int:
     """Invoke an always-failing method once; how many times the app was called for it."""
     response = invoke(checkout, method)

@@ -110,3 +110,25 @@ def test_problems_in_a_multi_document_file_name_the_document(cluster: Cluster) -
         ' "-5s" is negative; durations must be 0 or more',
         "1 problem found",
     ]
+
+
+def alias_bomb() -> str:
+    """A Resiliency file whose nested aliases expand to 9**9 values (under 700 bytes)."""
+    lines = ["apiVersion: dapr.io/v1alpha1", "kind: Resiliency", "metadata: {name: bomb}"]
+    lines.append("l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]")
+    for level in range(1, 9):
+        lines.append(f"l{level}: &l{level} [{', '.join([f'*l{level - 1}'] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_with_a_message(cluster: Cluster) -> None:
+    path = write(cluster, "bomb.yaml", alias_bomb())
+    assert path.stat().st_size < 700
+    # Before: minutes of CPU and hundreds of MB. The bound here only stops a hang.
+    result = cluster.tether("resiliency", "check", str(path), timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        # l5, the first level past the bound: 9**6 values.
+        f"{path}: line 9: the document expands to more than 250,000 values through its aliases",
+        "1 problem found",
+    ]
