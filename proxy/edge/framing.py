@@ -4,7 +4,13 @@ connection under an answer the client has not read yet."""
 
 from __future__ import annotations
 
+import re
+
 import h11
+
+# Control bytes other than tab: h11 lets them through in header values; Go's server
+# (and so daprd) refuses them, and an app or a log downstream may trip on them.
+_CONTROL_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def may_still_send(conn: h11.Connection) -> bool:
@@ -38,9 +44,11 @@ def head_problem(request: h11.Request, raw: bytes | bytearray, limit: int) -> tu
         return 414, f"request line exceeds {limit} bytes"
     has_length = has_te = False
     hosts = 0
+    control = False
     size = len(request.target) + len(request.method) + 13
     for name, value in request.headers:
         size += len(name) + len(value) + 4
+        control = control or _CONTROL_BYTE.search(value) is not None
         if name == b"content-length":
             has_length = True
         elif name == b"transfer-encoding":
@@ -55,6 +63,8 @@ def head_problem(request: h11.Request, raw: bytes | bytearray, limit: int) -> tu
         return 400, "Transfer-Encoding is not allowed on HTTP/1.0"
     if hosts > 1:
         return 400, "more than one Host header"
+    if control:
+        return 400, "a header value holds a control character"
     head_end = raw.find(b"\r\n\r\n")
     if head_end > 0 and (raw.find(b"\n ", 0, head_end) > 0 or raw.find(b"\n\t", 0, head_end) > 0):
         return 400, "obsolete line folding in a header"

@@ -93,6 +93,10 @@ CASES = {
     "no_host": (b"GET " + INVOKE + b" HTTP/1.1\r\n\r\n", 400),
     "two_hosts": (b"GET " + INVOKE + b" HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
     "nul_in_header": (b"GET " + INVOKE + b" HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400),
+    # h11 accepts these; Go's server (daprd) refuses them, and so does tether now.
+    "soh_in_header": (b"GET " + INVOKE + b" HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n", 400),
+    "esc_in_header": (b"GET " + INVOKE + b" HTTP/1.1\r\nHost: x\r\nX-A: \x1b[31m\r\n\r\n", 400),
+    "del_in_header": (b"GET " + INVOKE + b" HTTP/1.1\r\nHost: x\r\nX-A: a\x7f\r\n\r\n", 400),
     "headers_too_large": (
         b"GET " + INVOKE + b" HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"a" * 8000 + b"\r\n\r\n",
         431,
