@@ -11,11 +11,11 @@ generation is ignored, as gobreaker does.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from resiliency.bounded import LruDict
 from resiliency.errors import CircuitOpen, TooManyRequests
 from resiliency.policies import BreakerPolicy
 
@@ -164,7 +164,7 @@ class BreakerCache:
         self.capacity = capacity
         self._clock = clock
         self._on_state_change = on_state_change
-        self._breakers: OrderedDict[str, CircuitBreaker] = OrderedDict()
+        self._breakers: LruDict[str, CircuitBreaker] = LruDict(capacity)
 
     def __len__(self) -> int:
         return len(self._breakers)
@@ -172,11 +172,7 @@ class BreakerCache:
     def get(self, key: str) -> CircuitBreaker:
         """The breaker for ``key``, created on first use; marks it most recently used."""
         breaker = self._breakers.get(key)
-        if breaker is not None:
-            self._breakers.move_to_end(key)
-            return breaker
-        breaker = CircuitBreaker(key, self.policy, self._clock, self._on_state_change)
-        self._breakers[key] = breaker
-        if len(self._breakers) > self.capacity:
-            self._breakers.popitem(last=False)
+        if breaker is None:
+            breaker = CircuitBreaker(key, self.policy, self._clock, self._on_state_change)
+            self._breakers.put(key, breaker)
         return breaker

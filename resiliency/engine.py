@@ -6,11 +6,17 @@ import asyncio
 import random
 import time
 
+from resiliency.bounded import LruDict
 from resiliency.circuit_breaker import BreakerCache, StateChangeHook
 from resiliency.lookup import AppPolicy, resolve_app_policy
 from resiliency.policies import ResiliencyConfig
 from resiliency.retry_budget import RetryBudget
 from resiliency.runner import Clock, Runner, Sleep
+
+# Target apps whose resolved policy, breakers and retry budget are kept. Any local
+# client can name a made-up app ID; the least recently called ones are forgotten
+# (a forgotten breaker starts closed again the next time).
+MAX_TARGET_APPS = 1024
 
 
 class ResiliencyEngine:
@@ -24,15 +30,16 @@ class ResiliencyEngine:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         on_breaker_state_change: StateChangeHook | None = None,
+        max_target_apps: int = MAX_TARGET_APPS,
     ) -> None:
         self._config = config
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._on_state_change = on_breaker_state_change
-        self._policies: dict[str, AppPolicy] = {}
-        self._breakers: dict[str, BreakerCache] = {}
-        self._budgets: dict[str, RetryBudget] = {}
+        self._policies: LruDict[str, AppPolicy] = LruDict(max_target_apps)
+        self._breakers: LruDict[str, BreakerCache] = LruDict(max_target_apps)
+        self._budgets: LruDict[str, RetryBudget] = LruDict(max_target_apps)
 
     @property
     def config(self) -> ResiliencyConfig:
@@ -42,7 +49,7 @@ class ResiliencyEngine:
     def reload(self, config: ResiliencyConfig) -> None:
         """Apply a new snapshot; runners already handed out keep the old policies."""
         self._config = config
-        self._policies = {}
+        self._policies.clear()
         # Breakers and budgets are compared lazily: equal policies keep their state.
 
     def policy_for(self, app_id: str) -> AppPolicy:
@@ -50,7 +57,7 @@ class ResiliencyEngine:
         policy = self._policies.get(app_id)
         if policy is None:
             policy = resolve_app_policy(self._config, app_id)
-            self._policies[app_id] = policy
+            self._policies.put(app_id, policy)
         return policy
 
     def runner_for(self, app_id: str, method: str, *, streaming: bool = False) -> Runner:
@@ -70,14 +77,14 @@ class ResiliencyEngine:
                     self._clock,
                     self._on_state_change,
                 )
-                self._breakers[app_id] = cache
+                self._breakers.put(app_id, cache)
             breaker = cache.get(f"{app_id}:{method}")
         budget = None
         if policy.retry is not None and policy.retry.budget is not None:
             budget = self._budgets.get(app_id)
             if budget is None or budget.policy != policy.retry.budget:
                 budget = RetryBudget(policy.retry.budget, self._clock)
-                self._budgets[app_id] = budget
+                self._budgets.put(app_id, budget)
         return Runner(
             policy,
             breaker=breaker,

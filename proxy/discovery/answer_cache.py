@@ -124,6 +124,10 @@ class AnswerCache(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._answers) + len(self._negatives)
 
+    def has_answer(self, key: K) -> bool:
+        """Whether an answer (fresh, expired or stale) is held for ``key``; no LRU touch."""
+        return key in self._answers
+
     def get(self, key: K) -> Lookup[V]:
         """What is known about ``key`` now. May hand this caller the refresh."""
         now = self._clock()

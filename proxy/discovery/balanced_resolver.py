@@ -259,6 +259,10 @@ class BalancedResolver:
                 OutlierDetector(self._outlier_policy, clock=self._clock),
             )
             self._apps[key] = app
+            if len(self._apps) > self._cache.policy.max_answers:
+                # The cache has dropped its least used answers: their state goes too.
+                for gone in [k for k in self._apps if not self._cache.has_answer(k)]:
+                    del self._apps[gone]
         if app.instances != endpoints:
             app.balancer.update(endpoints)
             app.outlier.update(endpoints)

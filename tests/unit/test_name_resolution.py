@@ -127,6 +127,28 @@ def test_namespaces_are_separate_keys() -> None:
     assert run(scenario) == (A, B)
 
 
+def test_many_apps_keep_at_most_the_cache_bound_of_state() -> None:
+    apps = [f"app{index}" for index in range(20)]
+    source = FakeSource({(app, "default"): [A, B] for app in apps})
+    resolver = BalancedResolver(
+        source,
+        clock=FakeClock(),
+        probe=FakeProbe(),
+        cache=CachePolicy(max_answers=4),
+        rng=random.Random(3),
+        probe_interval=None,
+    )
+
+    async def scenario() -> Endpoint:
+        for app in apps:
+            await resolver.resolve(app, "default")
+        return await resolver.resolve("app19", "default")
+
+    assert run(scenario) in (A, B)
+    # Balancing and ejection state only for the answers the cache still holds.
+    assert len(resolver._apps) <= 5 and len(resolver._cache) <= 4
+
+
 def test_an_expired_answer_is_used_while_one_background_refresh_runs() -> None:
     clock = FakeClock()
     source = FakeSource({("orders", "default"): [A]})
