@@ -341,6 +341,10 @@ def _config_check(files: list[str]) -> int:
 def _run_event_loop(coroutine: Coroutine[object, object, T]) -> T:
     import uvloop
 
+    from proxy.process_limits import raise_open_file_limit
+
+    raise_open_file_limit()  # workers inherit it from the supervisor
+
     return uvloop.run(coroutine)
 
 

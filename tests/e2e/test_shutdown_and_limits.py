@@ -3,10 +3,12 @@ finish; --app-max-concurrency bounds how many calls the app sees at once."""
 
 from __future__ import annotations
 
+import resource
 import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -157,3 +159,29 @@ def test_metadata_reports_max_concurrency_only_when_set(cluster: Cluster) -> Non
     assert properties["maxConcurrency"] == 1
     unlimited = request(checkout.http_port, "GET", "/v1.0/metadata").json()
     assert "maxConcurrency" not in unlimited["appConnectionProperties"]  # type: ignore[index]
+
+
+def open_file_limits(pid: int) -> tuple[str, str]:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return soft, hard
+    raise AssertionError("no open-file limit in /proc")
+
+
+def test_the_open_file_limit_is_raised_to_the_hard_limit(cluster: Cluster) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 512:
+        pytest.skip(f"the hard open-file limit here is only {hard}")
+    # The sidecar inherits a low soft limit, as from a distro's default of 1,024.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
+    try:
+        sidecar = cluster.sidecar("orders", mtls=False)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    expected = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
+    raised, kept = open_file_limits(sidecar.process.pid)
+    if expected == "unlimited":
+        assert raised == str(1 << 20) and kept == "unlimited"
+    else:
+        assert (raised, kept) == (expected, expected)
