@@ -95,7 +95,11 @@ def _add_sidecar_flags(parser: argparse.ArgumentParser) -> None:
     add("--enable-metrics", nargs="?", const="true", default=None,
         help="serve Prometheus metrics (default true)")  # fmt: skip
     add("--metrics-port", default="", help="metrics port (default 9090; a free one under run)")
-    add("--metrics-listen-address", default="0.0.0.0", help="metrics bind address")
+    add(
+        "--metrics-listen-address",
+        default=None,
+        help="metrics bind address (tether sidecar: 0.0.0.0, as daprd; tether run: 127.0.0.1)",
+    )
     add("--max-body-size", default="4Mi", help="largest request body accepted")
     add("--read-buffer-size", default="4Ki", help="largest request head (line + headers)")
     add("--dapr-graceful-shutdown-seconds", default="5", help="drain time on shutdown")
@@ -193,7 +197,9 @@ def settings_from_args(
             _int(args.dapr_graceful_shutdown_seconds, "--dapr-graceful-shutdown-seconds")
         ),
         metrics_port=parse_port(args.metrics_port, "--metrics-port") if args.metrics_port else 9090,
-        metrics_listen_address=args.metrics_listen_address,
+        # Only a `tether run` is sure nothing else scrapes it: loopback there.
+        metrics_listen_address=args.metrics_listen_address
+        or ("127.0.0.1" if args.command == "run" else "0.0.0.0"),
         app_health=_health_settings(args),
         strict_config=args.strict_config,
         workers=parse_workers(args.workers),

@@ -85,6 +85,8 @@ def run_with_app(sidecar_flags: list[str], command: list[str], settings: Sidecar
     if settings.metrics_enabled and not any(f.startswith("--metrics-port") for f in flags):
         # Like `dapr run`: several apps on one machine must not all want 9090.
         flags.append(f"--metrics-port={_free_port(settings.metrics_listen_address)}")
+    if not any(f.startswith("--metrics-listen-address") for f in flags):
+        flags.append(f"--metrics-listen-address={settings.metrics_listen_address}")
     sidecar = subprocess.Popen([sys.executable, "-m", "proxy", "sidecar", *flags])
     grace = settings.graceful_shutdown_seconds + 2
     received: list[int] = []

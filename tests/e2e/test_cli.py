@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +15,12 @@ from tests.e2e.harness import APPS, Cluster, free_port, request, tether_command,
 
 
 def _start_run(
-    cluster: Cluster, app_id: str, http_port: int, app_port: int, log: str
+    cluster: Cluster,
+    app_id: str,
+    http_port: int,
+    app_port: int,
+    log: str,
+    metrics_flags: tuple[str, ...] = ("--metrics-listen-address", "127.0.0.1"),
 ) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         [
@@ -25,8 +32,7 @@ def _start_run(
             str(app_port),
             "--dapr-http-port",
             str(http_port),
-            "--metrics-listen-address",
-            "127.0.0.1",
+            *metrics_flags,
             "--",
             sys.executable,
             str(APPS / "echo_app.py"),
@@ -198,3 +204,28 @@ def test_configuration_file_sets_the_registry(cluster: Cluster) -> None:
     # A sidecar on the default registry does not see them.
     elsewhere = cluster.sidecar("elsewhere", mtls=False)
     assert request(elsewhere.http_port, "GET", "/v1.0/invoke/orders/method/cfg").status == 500
+
+
+def listening_addresses(port: int) -> set[str]:
+    """IPv4 addresses with a TCP socket listening on ``port`` (from /proc/net/tcp)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, port_hex = local.split(":")
+        if state == "0A" and int(port_hex, 16) == port:
+            found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return found
+
+
+def test_run_binds_metrics_to_loopback_unless_told_otherwise(cluster: Cluster) -> None:
+    http_port, app_port = free_port(), free_port()
+    run = _start_run(cluster, "orders", http_port, app_port, "orders.jsonl", metrics_flags=())
+    from tests.e2e.harness import Sidecar
+
+    cluster.wait_ready(Sidecar("orders", http_port, run, cluster.root / "none.log"))
+    children = Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split()
+    flags = [Path(f"/proc/{child}/cmdline").read_bytes().decode().split("\0") for child in children]
+    sidecar_flags = next(argv for argv in flags if "sidecar" in argv)
+    assert "--metrics-listen-address=127.0.0.1" in sidecar_flags
+    port = int(next(f for f in sidecar_flags if f.startswith("--metrics-port=")).split("=")[1])
+    wait_until(lambda: listening_addresses(port) == {"127.0.0.1"}, "metrics on loopback only")
