@@ -3,17 +3,42 @@ daprd), and the adapter that feeds the API server's requests into them."""
 
 from __future__ import annotations
 
+import asyncio
+
 from proxy.core.body import Body
 from proxy.edge.http_server import HttpLimits, HttpRequest, HttpResponse, HttpServer, Observer
 from proxy.observability.metrics import Metrics
 
 
 def metrics_server(metrics: Metrics) -> HttpServer:
-    async def scrape(request: HttpRequest) -> HttpResponse:
-        body, content_type = metrics.exposition()
+    return HttpServer(Scraper(metrics).scrape, HttpLimits())
+
+
+class Scraper:
+    """Builds the exposition in a worker thread, one at a time.
+
+    With the series caps full an exposition is megabytes and takes a second of CPU;
+    built on the event loop it stalled every call for that long. In a thread the loop
+    keeps running (it gets the GIL back every switch interval), and scrapes that
+    arrive while one is being built share its result instead of each building one.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._building: asyncio.Future[tuple[bytes, str]] | None = None
+
+    async def scrape(self, request: HttpRequest) -> HttpResponse:
+        building = self._building
+        if building is None:
+            building = asyncio.ensure_future(asyncio.to_thread(self._metrics.exposition))
+            building.add_done_callback(self._built)
+            self._building = building
+        # Shielded: a scraper that hangs up must not cancel the build others share.
+        body, content_type = await asyncio.shield(building)
         return HttpResponse(200, [(b"content-type", content_type.encode())], Body(body))
 
-    return HttpServer(scrape, HttpLimits())
+    def _built(self, _: asyncio.Future[tuple[bytes, str]]) -> None:
+        self._building = None
 
 
 def api_observer(metrics: Metrics) -> Observer:
