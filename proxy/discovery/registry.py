@@ -8,6 +8,7 @@ sqlite name resolver, plus a namespace filter that Dapr does not apply.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ class SqliteRegistry:
         self.path = path.expanduser()
         self._clock = clock
         self._stale_after = stale_after
+        self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -124,9 +126,15 @@ class SqliteRegistry:
         # Whole seconds, like Dapr's unixepoch() column.
         return int(self._clock())
 
-    def _execute(self, what: str, sql: str, params: tuple[object, ...]) -> sqlite3.Cursor:
+    def _execute(
+        self, what: str, sql: str, params: tuple[object, ...]
+    ) -> tuple[list[tuple[object, ...]], int]:
+        """The statement's rows and row count. One statement at a time: lookups and the
+        heartbeat run in worker threads and share this connection."""
         try:
-            return self._db.execute(sql, params)
+            with self._lock:
+                cursor = self._db.execute(sql, params)
+                return cursor.fetchall(), cursor.rowcount
         except sqlite3.Error as exc:
             raise RegistryError(f"registry {self.path}: cannot {what}: {exc}") from exc
 
@@ -143,12 +151,12 @@ class SqliteRegistry:
 
     def heartbeat(self, registration_id: str) -> bool:
         """Refresh a registration; False if its row is gone and must be re-registered."""
-        cursor = self._execute(
+        _, count = self._execute(
             "heartbeat",
             "UPDATE hosts SET last_update = ? WHERE registration_id = ?",
             (self._now(), registration_id),
         )
-        return cursor.rowcount > 0
+        return count > 0
 
     def deregister(self, registration_id: str) -> None:
         self._execute(
@@ -156,14 +164,14 @@ class SqliteRegistry:
         )
 
     def lookup(self, app_id: str, namespace: str) -> list[Endpoint]:
-        cursor = self._execute(
+        rows, _ = self._execute(
             "look up",
             "SELECT address FROM hosts WHERE app_id = ? AND namespace = ? AND last_update >= ?"
             " ORDER BY address",
             (app_id, namespace, self._clock() - self._stale_after),
         )
         endpoints: list[Endpoint] = []
-        for (address,) in cursor.fetchall():
+        for (address,) in rows:
             # Another writer of the shared file may have stored something odd;
             # one bad row must not hide the good ones.
             try:
@@ -175,10 +183,10 @@ class SqliteRegistry:
     def remove_stale(self) -> int:
         """Delete rows of sidecars that stopped heartbeating long ago; returns the count."""
         cutoff = self._clock() - self._stale_after * _REMOVE_AFTER_PERIODS
-        cursor = self._execute(
+        _, count = self._execute(
             "remove stale rows", "DELETE FROM hosts WHERE last_update < ?", (cutoff,)
         )
-        return cursor.rowcount
+        return count
 
     def close(self) -> None:
         try:

@@ -71,7 +71,7 @@ class RegistryHeartbeat:
 
     async def start(self) -> None:
         """Register now and keep heartbeating; raises RegistryError if the first try fails."""
-        self._registry.register(self._registration)
+        await asyncio.to_thread(self._registry.register, self._registration)
         self._task = asyncio.create_task(self._run(), name="tether-registry-heartbeat")
 
     async def _run(self) -> None:
@@ -80,7 +80,9 @@ class RegistryHeartbeat:
             await asyncio.sleep(self._interval)
             beats += 1
             try:
-                self._beat(cleanup=beats % self.CLEANUP_EVERY == 0)
+                # In a thread: a registry locked by another process's writer makes
+                # SQLite wait out its busy timeout (5 s), which must not stall calls.
+                await asyncio.to_thread(self._beat, cleanup=beats % self.CLEANUP_EVERY == 0)
             except RegistryError as exc:
                 # A busy or briefly unavailable file: the next beat tries again, and
                 # callers only drop us once the row is stale.
@@ -105,7 +107,7 @@ class RegistryHeartbeat:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         try:
-            self._registry.deregister(self._registration.registration_id)
+            await asyncio.to_thread(self._registry.deregister, self._registration.registration_id)
         except RegistryError as exc:
             # The row goes stale on its own; shutdown must not fail over it.
             log.warning("could not deregister: %s", exc)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -499,3 +500,43 @@ def test_heartbeat_survives_registry_errors(tmp_path: Path) -> None:
         assert calls >= 2
     finally:
         registry.close()
+
+
+def test_registry_io_of_the_heartbeat_runs_off_the_event_loop(tmp_path: Path) -> None:
+    """A registry locked by another process's writer blocks SQLite for its busy timeout:
+    that wait must happen in a worker thread, never on the loop's thread."""
+
+    class Recording(SqliteRegistry):
+        threads: set[int] = set()
+        beats = 0
+
+        def register(self, reg: Registration) -> None:
+            self.threads.add(threading.get_ident())
+            super().register(reg)
+
+        def heartbeat(self, registration_id: str) -> bool:
+            self.threads.add(threading.get_ident())
+            Recording.beats += 1
+            return super().heartbeat(registration_id)
+
+        def deregister(self, registration_id: str) -> None:
+            self.threads.add(threading.get_ident())
+            super().deregister(registration_id)
+
+    registry = Recording(tmp_path / "registry.db", clock=time.time)
+    heartbeat = RegistryHeartbeat(registry, Registration("r1", "orders", "default", A), 0.01)
+
+    async def scenario() -> int:
+        await heartbeat.start()
+        for _ in range(500):  # bounded: until a beat has run
+            await asyncio.sleep(0.01)
+            if Recording.beats:
+                break
+        await heartbeat.stop()
+        return threading.get_ident()
+
+    try:
+        loop_thread = run(scenario)
+    finally:
+        registry.close()
+    assert Recording.beats and loop_thread not in Recording.threads
