@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import pytest
 
@@ -507,7 +507,7 @@ def test_registry_io_of_the_heartbeat_runs_off_the_event_loop(tmp_path: Path) ->
     that wait must happen in a worker thread, never on the loop's thread."""
 
     class Recording(SqliteRegistry):
-        threads: set[int] = set()
+        threads: ClassVar[set[int]] = set()
         beats = 0
 
         def register(self, reg: Registration) -> None:
