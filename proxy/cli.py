@@ -26,6 +26,7 @@ from proxy.config.settings import (
     host_identity,
     identity_from_env,
     parse_bool,
+    parse_duration_flag,
     parse_port,
     parse_size,
     parse_workers,
@@ -102,6 +103,12 @@ def _add_sidecar_flags(parser: argparse.ArgumentParser) -> None:
     )
     add("--max-body-size", default="4Mi", help="largest request body accepted")
     add("--read-buffer-size", default="4Ki", help="largest request head (line + headers)")
+    add("--body-read-timeout", default="30s", help="408 after no request body byte for this long")
+    add(
+        "--min-body-rate",
+        default="240",
+        help="408 for a request body slower than this many bytes/s after 5s (0: off)",
+    )
     add("--dapr-graceful-shutdown-seconds", default="5", help="drain time on shutdown")
     add("--mode", default="standalone", choices=MODES,
         help="standalone (resolver: sqlite) or kubernetes (resolver: kubernetes)")  # fmt: skip
@@ -193,6 +200,8 @@ def settings_from_args(
         log_as_json=parse_bool(args.log_as_json, "--log-as-json"),
         max_body_size=parse_size(args.max_body_size, "--max-body-size"),
         read_buffer_size=parse_size(args.read_buffer_size, "--read-buffer-size"),
+        body_read_timeout=parse_duration_flag(args.body_read_timeout, "--body-read-timeout"),
+        min_body_rate=parse_size(args.min_body_rate, "--min-body-rate"),
         graceful_shutdown_seconds=float(
             _int(args.dapr_graceful_shutdown_seconds, "--dapr-graceful-shutdown-seconds")
         ),

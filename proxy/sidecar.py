@@ -39,6 +39,7 @@ from proxy.discovery.source import InstanceSource
 from proxy.discovery.sources import SourceSetupError, instance_source
 from proxy.edge import dapr_errors
 from proxy.edge.api import ApiHandler, AppConnection
+from proxy.edge.body_pace import BodyPacePolicy
 from proxy.edge.http_server import HttpLimits, HttpServer
 from proxy.grpcwire.server import GrpcServer
 from proxy.hop.access_control import access_control_for
@@ -185,7 +186,11 @@ class Sidecar:
             observer = api_observer(metrics)
         self._http = HttpServer(
             handler,
-            HttpLimits(max_header_bytes=s.read_buffer_size, max_body_size=s.max_body_size),
+            HttpLimits(
+                max_header_bytes=s.read_buffer_size,
+                max_body_size=s.max_body_size,
+                body_pace=BodyPacePolicy(s.body_read_timeout, s.min_body_rate),
+            ),
             observer,
             reject=dapr_errors.rejected,
         )

@@ -20,6 +20,7 @@ from proxy.core.access_policy import AccessControlSpec
 from proxy.core.errors import UsageError
 from proxy.discovery.registry import default_registry_path
 from proxy.observability.tracing_settings import TracingSettings
+from yamlcheck import DurationError, parse_go_duration
 
 if TYPE_CHECKING:  # the sidecar loads discovery's sources; the CLI need not
     from proxy.discovery.sources import Announcement
@@ -72,6 +73,10 @@ class SidecarSettings:
     tracing: TracingSettings = field(default_factory=TracingSettings)
     max_body_size: int = 4 * 1024 * 1024
     read_buffer_size: int = 4 * 1024
+    # A request body with no byte for this long, or slower than min_body_rate bytes/s
+    # after a 5 s grace (0: no rate rule), gets a 408 (proxy.edge.body_pace).
+    body_read_timeout: float = 30.0
+    min_body_rate: int = 240
     graceful_shutdown_seconds: float = 5.0
     api_token: str | None = None
     app_api_token: str | None = None
@@ -101,6 +106,17 @@ def parse_size(text: str, flag: str) -> int:
     if not match:
         raise UsageError(f"{flag}: {text!r} is not a size (examples: 4Mi, 512Ki, 1048576)")
     return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_duration_flag(text: str, flag: str) -> float:
+    """A positive Go duration such as ``30s`` or ``1m30s``."""
+    try:
+        seconds = parse_go_duration(text)
+    except DurationError as exc:
+        raise UsageError(f"{flag}: {exc}") from exc
+    if seconds <= 0:
+        raise UsageError(f"{flag}: must be longer than 0s, not {text!r}")
+    return seconds
 
 
 def parse_port(text: str, flag: str, allow_zero: bool = False) -> int:

@@ -23,6 +23,8 @@ import h11
 from proxy.core.body import CHUNK_SIZE, EMPTY, Body, BodyReadError, BodyTooLarge, close_body
 from proxy.core.errors import TetherError
 from proxy.core.flow import FlowProtocol
+from proxy.edge.body_feed import BodyFeed
+from proxy.edge.body_pace import BodyTimedOut
 from proxy.edge.framing import body_framing, head_problem, may_still_send
 from proxy.edge.http_answer import body_piece, error_answer, response_head, whole_response
 from proxy.edge.http_body import RequestBody
@@ -56,7 +58,8 @@ class ServerConnection(FlowProtocol):
         # The header timeout (idle keep-alive included), then the lingering close's bound.
         self._timer = LazyTimer(self._loop, self.close)
         self._eof = False
-        self._body_waiter: asyncio.Future[None] | None = None
+        # Made when a body does not come whole with its head (see body_feed).
+        self._feed: BodyFeed | None = None
         self._request: HttpRequest | None = None
         self._task: asyncio.Task[None] | None = None
         self._parts: list[bytes] = []
@@ -92,9 +95,14 @@ class ServerConnection(FlowProtocol):
                 self._seen = seen + data
             self._advance_head()
         elif phase == _BODY:
+            if self._feed is not None:
+                self._feed.arrived(len(data))
             self._advance_body()
         elif conn.their_state is h11.SEND_BODY:
-            self._wake_body_reader()
+            if self._feed is None or not self._feed.arrived(len(data)):
+                # Nobody reads the body now (or the reader is already woken: libuv reads
+                # a socket up to 32 times per loop turn): leave the rest in the kernel.
+                self._pause_reading()
         else:
             # Pipelined requests behind the one in progress: hold a little, then
             # leave the rest in the kernel until this one is answered.
@@ -114,8 +122,8 @@ class ServerConnection(FlowProtocol):
             self._advance_head()
         elif self._phase == _BODY:
             self._advance_body()
-        elif self._body_waiter is not None:
-            self._wake_body_reader()
+        elif self._feed is not None:
+            self._feed.arrived(0)
         # Keep the write side open: a client that half-closed still reads its answer.
         return True
 
@@ -124,9 +132,7 @@ class ServerConnection(FlowProtocol):
         self._timer.cancel()
         self._site.connections.discard(self)
         super().connection_lost(exc)
-        waiter = self._body_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(ConnectionResetError("the client connection was lost"))
+        self._drop_feed()
 
     # -- reading requests
 
@@ -197,6 +203,7 @@ class ServerConnection(FlowProtocol):
             while True:
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
+                    self._feeding().expect()
                     return
                 kind = type(event)
                 if kind is h11.Data:
@@ -221,39 +228,33 @@ class ServerConnection(FlowProtocol):
             self._reject(400, str(exc))
             return
         self._parts = []
+        if self._feed is not None:
+            self._feed.pause()
         self._start(request)
 
     async def next_body_event(self) -> h11.Data | None:
         """The next piece of a streamed request body (None at its end), waiting for
         the client as needed; reading stays paused while nobody asks."""
-        conn = self._conn
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                if self._phase == _CLOSED:
-                    raise ConnectionResetError("the client connection was lost")
-                self._resume_reading()
-                waiter = self._body_waiter = self._loop.create_future()
-                try:
-                    await waiter
-                finally:
-                    self._body_waiter = None
-                continue
-            kind = type(event)
-            if kind is h11.Data:
-                return event  # type: ignore[return-value]
-            if kind is h11.EndOfMessage:
-                return None
-            raise h11.RemoteProtocolError("connection closed in the middle of the request body")
+        if self._phase == _CLOSED:
+            raise ConnectionResetError("the client connection was lost")
+        return await self._feeding().next_event(self._conn, self._resume_reading)
 
-    def _wake_body_reader(self) -> None:
-        waiter = self._body_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-            return
-        # Nobody reads the body now (or the reader is already woken: libuv reads a
-        # socket up to 32 times per loop turn): leave the rest in the kernel.
-        self._pause_reading()
+    def _feeding(self) -> BodyFeed:
+        feed = self._feed
+        if feed is None:
+            pace = self._site.limits.body_pace
+            feed = self._feed = BodyFeed(self._loop, pace, self._too_slow)
+        return feed
+
+    def _too_slow(self, reason: str) -> None:
+        if self._phase == _BODY:
+            self._reject(408, reason)
+
+    def _drop_feed(self) -> None:
+        if self._feed is not None:
+            self._feed.fail(ConnectionResetError("the client connection was lost"))
+            self._feed.stop()
+            self._feed = None
 
     # -- running the handler and answering
 
@@ -272,7 +273,9 @@ class ServerConnection(FlowProtocol):
                 response = HttpResponse.of(site.reject(500, "internal error"))
             if request.body_error is not None:
                 await close_body(response.body)
-                status = 413 if isinstance(request.body_error, BodyTooLarge) else 400
+                error = request.body_error
+                status = 413 if isinstance(error, BodyTooLarge) else 400
+                status = 408 if isinstance(error, BodyTimedOut) else status
                 self._reject(status, str(request.body_error))
                 return
             if response.body.complete:
@@ -353,6 +356,7 @@ class ServerConnection(FlowProtocol):
 
     def _next_cycle(self) -> None:
         self._conn.start_next_cycle()
+        self._drop_feed()
         self._phase = _HEAD
         self._request = None
         self._timer.set(self._site.limits.header_timeout)
@@ -384,6 +388,7 @@ class ServerConnection(FlowProtocol):
     def close(self) -> None:
         self._phase = _CLOSED
         self._timer.cancel()
+        self._drop_feed()
         if self._transport is not None:
             self._transport.close()
 

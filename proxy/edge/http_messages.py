@@ -9,6 +9,7 @@ from http import HTTPStatus
 from typing import Protocol
 
 from proxy.core.body import Body
+from proxy.edge.body_pace import BodyPacePolicy
 
 Headers = list[tuple[bytes, bytes]]
 # Reason phrases as daprd (Go's net/http) writes them; clients such as the Dapr SDK show them.
@@ -89,3 +90,5 @@ class HttpLimits:
     # read and drop what still comes, up to these bounds, like nginx's lingering_close.
     linger_time: float = 2.0
     linger_bytes: int = 16 * 1024 * 1024
+    # How slowly a client may send a body before it gets a 408 (see body_pace).
+    body_pace: BodyPacePolicy = field(default_factory=BodyPacePolicy)

@@ -1,0 +1,104 @@
+"""Where a connection's request-body bytes meet whoever waits for them.
+
+A streamed body's reader sleeps on a future until the client sends more; while anyone
+waits for the client (that reader, or the connection reading a body up to the replay
+buffer) the pace rules of ``body_pace`` are checked once a second. A client too slow
+fails the sleeping reader with BodyTimedOut (the edge then answers 408), or, when the
+connection itself was waiting, is reported to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import h11
+
+from proxy.edge.body_pace import CHECK_INTERVAL, BodyPace, BodyPacePolicy, BodyTimedOut
+from proxy.edge.lazy_timer import LazyTimer
+
+
+class BodyFeed:
+    __slots__ = ("_failed", "_loop", "_on_too_slow", "_pace", "_timer", "_waiter")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        policy: BodyPacePolicy,
+        on_too_slow: Callable[[str], None],
+    ) -> None:
+        self._loop = loop
+        self._pace = BodyPace(policy, loop.time())
+        self._on_too_slow = on_too_slow
+        self._timer = LazyTimer(loop, self._check)
+        self._waiter: asyncio.Future[None] | None = None
+        self._failed: Exception | None = None
+
+    def expect(self) -> None:
+        """The connection waits for more of the body (no reader sleeps on it)."""
+        if not self._pace.waiting:
+            self._pace.wait(self._loop.time())
+            self._timer.set(CHECK_INTERVAL)
+
+    def pause(self) -> None:
+        """Nobody waits for the client now."""
+        self._pace.pause(self._loop.time())
+        self._timer.clear()
+
+    async def next_event(
+        self, conn: h11.Connection, resume_reading: Callable[[], None]
+    ) -> h11.Data | None:
+        """The next piece of the body from ``conn`` (None at its end), waiting as needed."""
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                resume_reading()
+                await self.wait_for_client()
+                continue
+            kind = type(event)
+            if kind is h11.Data:
+                return event  # type: ignore[return-value]
+            if kind is h11.EndOfMessage:
+                return None
+            raise h11.RemoteProtocolError("connection closed in the middle of the request body")
+
+    async def wait_for_client(self) -> None:
+        """Sleep until ``arrived`` (or ``fail``); raises BodyTimedOut if the client is too slow."""
+        if self._failed is not None:
+            raise self._failed
+        self.expect()
+        waiter = self._waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            self.pause()
+
+    def arrived(self, size: int) -> bool:
+        """Bytes (or the end) came in; False when no reader sleeps to take them."""
+        self._pace.received(size, self._loop.time())
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return False
+        waiter.set_result(None)
+        return True
+
+    def fail(self, error: Exception) -> None:
+        """No more bytes will come (the connection is gone): wake the reader with ``error``."""
+        self._failed = error
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+
+    def stop(self) -> None:
+        self._timer.cancel()
+
+    def _check(self) -> None:
+        verdict = self._pace.verdict(self._loop.time())
+        if verdict is None:
+            if self._pace.waiting:
+                self._timer.set(CHECK_INTERVAL)
+        elif self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(BodyTimedOut(verdict))
+        else:
+            self._on_too_slow(verdict)
