@@ -11,7 +11,6 @@ import os
 import sys
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
@@ -39,10 +38,10 @@ from proxy.discovery.resolution_settings import (
     SQLITE,
     kubernetes_resolution,
 )
+from proxy.file_commands import certs_init, config_check, resiliency_check
 from proxy.hop import grpc_tuning
 from proxy.observability.logs import LEVELS, configure_logging
 from proxy.observability.tracing_settings import parse_tracing
-from resiliency import load_resiliency, summarize
 
 T = TypeVar("T")
 
@@ -298,61 +297,6 @@ def _int(text: str, flag: str) -> int:
         raise UsageError(f"{flag}: {text!r} is not a whole number") from None
 
 
-def _certs_init(args: argparse.Namespace) -> int:
-    # Only this command and an mTLS sidecar build certificates (cryptography: ~8 MB).
-    from certs.authority import create_authority, write_authority
-
-    directory = Path(args.dir).expanduser()
-    files = create_authority(args.trust_domain, datetime.now(UTC))
-    write_authority(directory, files, overwrite=args.force)
-    print(f"wrote ca.crt, issuer.crt and issuer.key to {directory}")
-    return 0
-
-
-def _resiliency_check(files: list[str]) -> int:
-    """Every problem as ``FILE: field.path: what is wrong`` (exit 1), or a summary (exit 0)."""
-    missing = [name for name in files if not Path(name).exists()]
-    if missing:
-        raise UsageError(f"{missing[0]}: no such file or folder")
-    config, report = load_resiliency(files)
-    for note in report.notes:
-        print(f"note: {note}")
-    if not report.ok:
-        for line in report.lines():
-            print(line, file=sys.stderr)
-        count = len(report.problems)
-        print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
-        return 1
-    if not config.resource_names:
-        print("no Resiliency documents found")
-        return 1
-    print(f"ok: {', '.join(config.resource_names)}")
-    for line in summarize(config):
-        print(f"  {line}")
-    return 0
-
-
-def _config_check(files: list[str]) -> int:
-    """Like ``resiliency check``: every problem of every file (exit 1), or summaries (exit 0)."""
-    from proxy.config.configuration_check import check_configurations
-
-    missing = [name for name in files if not Path(name).is_file()]
-    if missing:
-        raise UsageError(f"{missing[0]}: no such file")
-    report = check_configurations([Path(name) for name in files])
-    for note in report.notes:
-        print(f"note: {note}")
-    if report.problems:
-        for line in report.problems:
-            print(line, file=sys.stderr)
-        count = len(report.problems)
-        print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
-        return 1
-    for line in report.summary:
-        print(line)
-    return 0
-
-
 def _run_event_loop(coroutine: Coroutine[object, object, T]) -> T:
     import uvloop
 
@@ -372,11 +316,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command == "certs":
-            return _certs_init(args)
+            return certs_init(args)
         if args.command == "resiliency":
-            return _resiliency_check(args.files)
+            return resiliency_check(args.files)
         if args.command == "config":
-            return _config_check(args.files)
+            return config_check(args.files)
         settings = settings_from_args(args, os.environ, mtls_default=args.command == "run")
         configure_logging(settings.log_level, settings.app_id, settings.log_as_json)
         if args.command == "sidecar":
