@@ -25,6 +25,7 @@ from proxy.config.settings import (
     host_identity,
     identity_from_env,
     parse_bool,
+    parse_count,
     parse_duration_flag,
     parse_port,
     parse_size,
@@ -102,6 +103,11 @@ def _add_sidecar_flags(parser: argparse.ArgumentParser) -> None:
     )
     add("--max-body-size", default="4Mi", help="largest request body accepted")
     add("--read-buffer-size", default="4Ki", help="largest request head (line + headers)")
+    add(
+        "--max-connections",
+        default="4096",
+        help="open API connections at most; at the cap idle ones are closed first",
+    )
     add("--body-read-timeout", default="30s", help="408 after no request body byte for this long")
     add(
         "--min-body-rate",
@@ -199,6 +205,7 @@ def settings_from_args(
         log_as_json=parse_bool(args.log_as_json, "--log-as-json"),
         max_body_size=parse_size(args.max_body_size, "--max-body-size"),
         read_buffer_size=parse_size(args.read_buffer_size, "--read-buffer-size"),
+        max_connections=parse_count(args.max_connections, "--max-connections"),
         body_read_timeout=parse_duration_flag(args.body_read_timeout, "--body-read-timeout"),
         min_body_rate=parse_size(args.min_body_rate, "--min-body-rate"),
         graceful_shutdown_seconds=float(

@@ -189,6 +189,7 @@ class Sidecar:
             HttpLimits(
                 max_header_bytes=s.read_buffer_size,
                 max_body_size=s.max_body_size,
+                max_connections=s.max_connections,
                 body_pace=BodyPacePolicy(s.body_read_timeout, s.min_body_rate),
             ),
             observer,

@@ -75,6 +75,8 @@ class SidecarSettings:
     read_buffer_size: int = 4 * 1024
     # A request body with no byte for this long, or slower than min_body_rate bytes/s
     # after a 5 s grace (0: no rate rule), gets a 408 (proxy.edge.body_pace).
+    # Open connections on the HTTP API port at most (idle keep-alive ones reclaimed first).
+    max_connections: int = 4096
     body_read_timeout: float = 30.0
     min_body_rate: int = 240
     graceful_shutdown_seconds: float = 5.0
@@ -125,6 +127,13 @@ def parse_port(text: str, flag: str, allow_zero: bool = False) -> int:
         or not (0 if allow_zero else 1) <= int(text) <= 65535
     ):
         raise UsageError(f"{flag}: {text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def parse_count(text: str, flag: str) -> int:
+    """A whole number of at least 1."""
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise UsageError(f"{flag}: {text!r} is not a whole number of at least 1")
     return int(text)
 
 

@@ -19,7 +19,16 @@ from proxy.edge.lazy_timer import LazyTimer
 
 
 class BodyFeed:
-    __slots__ = ("_failed", "_loop", "_on_too_slow", "_pace", "_timer", "_waiter")
+    __slots__ = (
+        "_failed",
+        "_loop",
+        "_on_too_slow",
+        "_pace",
+        "_policy",
+        "_timer",
+        "_used",
+        "_waiter",
+    )
 
     def __init__(
         self,
@@ -28,14 +37,24 @@ class BodyFeed:
         on_too_slow: Callable[[str], None],
     ) -> None:
         self._loop = loop
+        self._policy = policy
         self._pace = BodyPace(policy, loop.time())
+        self._used = False
         self._on_too_slow = on_too_slow
         self._timer = LazyTimer(loop, self._check)
         self._waiter: asyncio.Future[None] | None = None
         self._failed: Exception | None = None
 
+    def reset(self) -> None:
+        """A new request on the same connection: its body is measured afresh."""
+        if self._used:
+            self._used = False
+            self._pace = BodyPace(self._policy, self._loop.time())
+            self._timer.clear()
+
     def expect(self) -> None:
         """The connection waits for more of the body (no reader sleeps on it)."""
+        self._used = True
         if not self._pace.waiting:
             self._pace.wait(self._loop.time())
             self._timer.set(CHECK_INTERVAL)
@@ -76,6 +95,7 @@ class BodyFeed:
 
     def arrived(self, size: int) -> bool:
         """Bytes (or the end) came in; False when no reader sleeps to take them."""
+        self._used = True
         self._pace.received(size, self._loop.time())
         waiter = self._waiter
         if waiter is None or waiter.done():
@@ -83,15 +103,14 @@ class BodyFeed:
         waiter.set_result(None)
         return True
 
-    def fail(self, error: Exception) -> None:
-        """No more bytes will come (the connection is gone): wake the reader with ``error``."""
-        self._failed = error
+    def close(self) -> None:
+        """No more bytes will come (the connection is gone): a sleeping reader is woken
+        with ConnectionResetError, and so is any later one."""
+        self._failed = error = ConnectionResetError("the client connection was lost")
+        self._timer.cancel()
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)
-
-    def stop(self) -> None:
-        self._timer.cancel()
 
     def _check(self) -> None:
         verdict = self._pace.verdict(self._loop.time())

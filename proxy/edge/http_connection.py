@@ -58,8 +58,8 @@ class ServerConnection(FlowProtocol):
         # The header timeout (idle keep-alive included), then the lingering close's bound.
         self._timer = LazyTimer(self._loop, self.close)
         self._eof = False
-        # Made when a body does not come whole with its head (see body_feed).
-        self._feed: BodyFeed | None = None
+        # Body bytes to their reader, and the 408 rules while waiting (see body_feed).
+        self._feed = BodyFeed(self._loop, site.limits.body_pace, self._too_slow)
         self._request: HttpRequest | None = None
         self._task: asyncio.Task[None] | None = None
         self._parts: list[bytes] = []
@@ -73,8 +73,15 @@ class ServerConnection(FlowProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._site.connections.add(self)
+        if not self._site.admit(self):
+            self.close()
+            return
         self._timer.set(self._site.limits.header_timeout)
+
+    @property
+    def idle(self) -> bool:
+        """Kept alive between requests, with nothing of the next one received yet."""
+        return self._phase == _HEAD and not self._seen and self._task is None
 
     def data_received(self, data: bytes) -> None:
         phase = self._phase
@@ -95,11 +102,10 @@ class ServerConnection(FlowProtocol):
                 self._seen = seen + data
             self._advance_head()
         elif phase == _BODY:
-            if self._feed is not None:
-                self._feed.arrived(len(data))
+            self._feed.arrived(len(data))
             self._advance_body()
         elif conn.their_state is h11.SEND_BODY:
-            if self._feed is None or not self._feed.arrived(len(data)):
+            if not self._feed.arrived(len(data)):
                 # Nobody reads the body now (or the reader is already woken: libuv reads
                 # a socket up to 32 times per loop turn): leave the rest in the kernel.
                 self._pause_reading()
@@ -122,7 +128,7 @@ class ServerConnection(FlowProtocol):
             self._advance_head()
         elif self._phase == _BODY:
             self._advance_body()
-        elif self._feed is not None:
+        else:
             self._feed.arrived(0)
         # Keep the write side open: a client that half-closed still reads its answer.
         return True
@@ -132,7 +138,7 @@ class ServerConnection(FlowProtocol):
         self._timer.cancel()
         self._site.connections.discard(self)
         super().connection_lost(exc)
-        self._drop_feed()
+        self._feed.close()
 
     # -- reading requests
 
@@ -203,7 +209,7 @@ class ServerConnection(FlowProtocol):
             while True:
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
-                    self._feeding().expect()
+                    self._feed.expect()
                     return
                 kind = type(event)
                 if kind is h11.Data:
@@ -228,8 +234,7 @@ class ServerConnection(FlowProtocol):
             self._reject(400, str(exc))
             return
         self._parts = []
-        if self._feed is not None:
-            self._feed.pause()
+        self._feed.pause()
         self._start(request)
 
     async def next_body_event(self) -> h11.Data | None:
@@ -237,24 +242,11 @@ class ServerConnection(FlowProtocol):
         the client as needed; reading stays paused while nobody asks."""
         if self._phase == _CLOSED:
             raise ConnectionResetError("the client connection was lost")
-        return await self._feeding().next_event(self._conn, self._resume_reading)
-
-    def _feeding(self) -> BodyFeed:
-        feed = self._feed
-        if feed is None:
-            pace = self._site.limits.body_pace
-            feed = self._feed = BodyFeed(self._loop, pace, self._too_slow)
-        return feed
+        return await self._feed.next_event(self._conn, self._resume_reading)
 
     def _too_slow(self, reason: str) -> None:
         if self._phase == _BODY:
             self._reject(408, reason)
-
-    def _drop_feed(self) -> None:
-        if self._feed is not None:
-            self._feed.fail(ConnectionResetError("the client connection was lost"))
-            self._feed.stop()
-            self._feed = None
 
     # -- running the handler and answering
 
@@ -356,7 +348,7 @@ class ServerConnection(FlowProtocol):
 
     def _next_cycle(self) -> None:
         self._conn.start_next_cycle()
-        self._drop_feed()
+        self._feed.reset()
         self._phase = _HEAD
         self._request = None
         self._timer.set(self._site.limits.header_timeout)
@@ -388,7 +380,7 @@ class ServerConnection(FlowProtocol):
     def close(self) -> None:
         self._phase = _CLOSED
         self._timer.cancel()
-        self._drop_feed()
+        self._feed.close()
         if self._transport is not None:
             self._transport.close()
 

@@ -90,5 +90,8 @@ class HttpLimits:
     # read and drop what still comes, up to these bounds, like nginx's lingering_close.
     linger_time: float = 2.0
     linger_bytes: int = 16 * 1024 * 1024
+    # Open connections at most; at the cap an idle keep-alive one is closed to make
+    # room (as nginx reclaims them), and without one the new connection is refused.
+    max_connections: int = 4096
     # How slowly a client may send a body before it gets a 408 (see body_pace).
     body_pace: BodyPacePolicy = field(default_factory=BodyPacePolicy)

@@ -4,6 +4,7 @@ limits, the open connections, and the count of requests in flight (for a gracefu
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 from proxy.edge.http_messages import Handler, HttpLimits, Observer, Reject
@@ -11,9 +12,20 @@ from proxy.edge.http_messages import Handler, HttpLimits, Observer, Reject
 if TYPE_CHECKING:
     from proxy.edge.http_connection import ServerConnection
 
+log = logging.getLogger("tether.http")
+
 
 class Site:
-    __slots__ = ("_idle", "busy", "connections", "handler", "limits", "observe", "reject")
+    __slots__ = (
+        "_idle",
+        "_refused",
+        "busy",
+        "connections",
+        "handler",
+        "limits",
+        "observe",
+        "reject",
+    )
 
     def __init__(
         self, handler: Handler, limits: HttpLimits, observe: Observer | None, reject: Reject
@@ -24,8 +36,26 @@ class Site:
         self.reject = reject
         self.connections: set[ServerConnection] = set()
         self.busy = 0
+        self._refused = 0
         # Made only while a stop waits, so a request costs no event bookkeeping.
         self._idle: asyncio.Event | None = None
+
+    def admit(self, connection: ServerConnection) -> bool:
+        """Count a new connection in; at the cap, close an idle one for it (False: none)."""
+        if len(self.connections) >= self.limits.max_connections:
+            idle = next((c for c in self.connections if c.idle), None)
+            if idle is None:
+                self._refused += 1
+                if self._refused & (self._refused - 1) == 0:  # 1, 2, 4, 8...: the log stays small
+                    log.warning(
+                        "refused a connection: all %d are busy (%d refused so far)",
+                        self.limits.max_connections,
+                        self._refused,
+                    )
+                return False
+            idle.close()  # leaves the set when its transport is gone
+        self.connections.add(connection)
+        return True
 
     def begin_one(self) -> None:
         self.busy += 1
