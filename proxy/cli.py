@@ -108,6 +108,8 @@ def _add_sidecar_flags(parser: argparse.ArgumentParser) -> None:
         default="4096",
         help="open API connections at most; at the cap idle ones are closed first",
     )
+    add("--max-calls-per-connection", default="256", help="calls in progress per peer connection")
+    add("--max-calls-per-peer", default="1024", help="calls in progress per calling sidecar")
     add("--body-read-timeout", default="30s", help="408 after no request body byte for this long")
     add(
         "--min-body-rate",
@@ -206,6 +208,10 @@ def settings_from_args(
         max_body_size=parse_size(args.max_body_size, "--max-body-size"),
         read_buffer_size=parse_size(args.read_buffer_size, "--read-buffer-size"),
         max_connections=parse_count(args.max_connections, "--max-connections"),
+        calls_per_connection=parse_count(
+            args.max_calls_per_connection, "--max-calls-per-connection"
+        ),
+        calls_per_peer=parse_count(args.max_calls_per_peer, "--max-calls-per-peer"),
         body_read_timeout=parse_duration_flag(args.body_read_timeout, "--body-read-timeout"),
         min_body_rate=parse_size(args.min_body_rate, "--min-body-rate"),
         graceful_shutdown_seconds=float(

@@ -48,6 +48,7 @@ from proxy.hop.header_rules import CallerIdentity
 from proxy.hop.internal_client import InternalClient, PeerSecurity
 from proxy.hop.internal_server import ServiceInvocation
 from proxy.hop.invoker import Invoker
+from proxy.hop.mux_quota import CallLimits
 from proxy.hop.mux_server import MuxService, ParkedBodies
 from proxy.hop.request_builder import Locality
 from proxy.observability.tracer import Tracer
@@ -257,7 +258,8 @@ class Sidecar:
         s = self.settings
         callee = self._callee
         service = ServiceInvocation(callee, s.max_body_size, self._metrics)
-        self._mux = MuxService(callee, self._parked, self._metrics)
+        limits = CallLimits(s.calls_per_connection, s.calls_per_peer)
+        self._mux = MuxService(callee, self._parked, self._metrics, limits)
         ssl_context = None
         if workload is not None:
             from certs.tls import server_ssl_context

@@ -77,6 +77,10 @@ class SidecarSettings:
     # after a 5 s grace (0: no rate rule), gets a 408 (proxy.edge.body_pace).
     # Open connections on the HTTP API port at most (idle keep-alive ones reclaimed first).
     max_connections: int = 4096
+    # Calls of tether peers in progress here at once (the multiplexed stream reads no
+    # further frames beyond these): per connection and per calling sidecar.
+    calls_per_connection: int = 256
+    calls_per_peer: int = 1024
     body_read_timeout: float = 30.0
     min_body_rate: int = 240
     graceful_shutdown_seconds: float = 5.0

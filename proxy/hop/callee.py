@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from proxy.app.channel import AppResponse, HttpAppChannel
 from proxy.app.health import AppHealthState
-from proxy.core.body import Body, BodyReadError
+from proxy.core.body import Body, BodyReadError, BodyTooLarge
 from proxy.core.errors import AppChannelError, CallRejected, InvalidMethod, StreamProtocolError
 from proxy.core.grpc_status import GRPC_CODE_NAMES
 from proxy.core.method_path import normalize_method
@@ -216,6 +216,9 @@ class Callee:
             raise CallRejected("INVALID_ARGUMENT", str(exc)) from exc
         except (AppChannelError, StreamProtocolError, BodyReadError) as exc:
             raise CallRejected("INTERNAL", f"error invoking app channel: {exc}") from exc
+        except BodyTooLarge as exc:
+            # A peer streamed a body over our --max-body-size: its fault, not the app's.
+            raise CallRejected("RESOURCE_EXHAUSTED", f"error invoking app channel: {exc}") from exc
         return response, call, (time.perf_counter() - started) * 1000
 
     def _check_access(

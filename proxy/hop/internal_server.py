@@ -104,10 +104,14 @@ class ServiceInvocation:
             head = first.payload.data
             expected_seq = 1
         length = declared_length(first.request)
+        limit = self._max_body_size
+        if (length is not None and length > limit) or len(head) > limit:
+            abort(context, "RESOURCE_EXHAUSTED", str(BodyTooLarge(limit)))
         if length is not None and length == len(head):
             body = Body(head, None, length)  # complete: can be resent on a fresh app connection
         else:
-            body = Body(head, _request_chunks(request_iterator, expected_seq), length)
+            chunks = _request_chunks(request_iterator, expected_seq, limit, len(head))
+            body = Body(head, chunks, length)
         response = await self._serve(CALL_LOCAL_STREAM, first.request, body, context)
         leading: internals_pb2.InternalInvokeResponseStream | None = (
             internals_pb2.InternalInvokeResponseStream(response=response_head(response))
@@ -135,8 +139,13 @@ class ServiceInvocation:
 
 
 async def _request_chunks(
-    request_iterator: AsyncIterator[internals_pb2.InternalInvokeRequestStream], expected_seq: int
+    request_iterator: AsyncIterator[internals_pb2.InternalInvokeRequestStream],
+    expected_seq: int,
+    limit: int,
+    size: int,
 ) -> AsyncIterator[bytes]:
+    """The payloads after the first message while the body (``size`` bytes so far) fits in
+    ``limit``, the callee's --max-body-size: a peer is held to it as the edge holds a client."""
     async for message in request_iterator:
         if message.HasField("request"):
             raise StreamProtocolError("request metadata in a non-leading message")
@@ -145,4 +154,7 @@ async def _request_chunks(
                 f"payload sequence gap: got {message.payload.seq}, want {expected_seq}"
             )
         expected_seq += 1
+        size += len(message.payload.data)
+        if size > limit:
+            raise BodyTooLarge(limit)
         yield message.payload.data

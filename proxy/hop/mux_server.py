@@ -20,6 +20,7 @@ from proxy.grpcwire.handlers import RpcMethod, stream_stream, unary_stream
 from proxy.grpcwire.server_call import ServerCall, StreamClosed
 from proxy.hop.callee import Callee, fill_response_head
 from proxy.hop.header_rules import CallerIdentity
+from proxy.hop.mux_quota import CallLimits, MuxQuota
 from proxy.hop.rpc_methods import MUX_CALL, MUX_CONNECT, MUX_FETCH_BODY
 from proxy.hop.wire import INLINE_LIMIT, abort, peer_identity
 from proxy.protos import common_pb2, internals_pb2, mux_pb2
@@ -32,36 +33,64 @@ log = logging.getLogger("tether.mux")
 
 # A parked body not fetched by then is dropped (and its app connection freed).
 TICKET_TTL = 30.0
+# Each holds an app connection open: one caller may park this many, all callers this many.
+MAX_PARKED_PER_CALLER = 128
+MAX_PARKED = 1024
 
 
 class ParkedBodies:
     """Response bodies waiting for the caller's FetchBody, each for one caller only."""
 
-    def __init__(self, ttl: float = TICKET_TTL) -> None:
+    def __init__(
+        self,
+        ttl: float = TICKET_TTL,
+        per_caller: int = MAX_PARKED_PER_CALLER,
+        total: int = MAX_PARKED,
+    ) -> None:
         self._ttl = ttl
+        self._per_caller = per_caller
+        self._total = total
         self._parked: dict[int, tuple[CallerIdentity | None, Body, asyncio.TimerHandle]] = {}
+        self._owned: dict[CallerIdentity | None, int] = {}
 
     def park(self, owner: CallerIdentity | None, body: Body) -> int:
+        """A ticket for ``body``; CallRejected RESOURCE_EXHAUSTED when the caller (or
+        everyone) already has too many waiting."""
+        if len(self._parked) >= self._total or self._owned.get(owner, 0) >= self._per_caller:
+            raise CallRejected(
+                "RESOURCE_EXHAUSTED", "too many response bodies waiting to be fetched"
+            )
         ticket = secrets.randbits(63) | 1
         handle = asyncio.get_running_loop().call_later(self._ttl, self._expire, ticket)
         self._parked[ticket] = (owner, body, handle)
+        self._owned[owner] = self._owned.get(owner, 0) + 1
         return ticket
 
     def take(self, ticket: int, owner: CallerIdentity | None) -> Body | None:
         parked = self._parked.get(ticket)
         if parked is None or parked[0] != owner:
             return None
-        del self._parked[ticket]
+        self._forget(ticket)
         parked[2].cancel()
         return parked[1]
 
+    def _forget(self, ticket: int) -> tuple[CallerIdentity | None, Body, asyncio.TimerHandle]:
+        parked = self._parked.pop(ticket)
+        left = self._owned[parked[0]] - 1
+        if left:
+            self._owned[parked[0]] = left
+        else:
+            del self._owned[parked[0]]
+        return parked
+
     def _expire(self, ticket: int) -> None:
-        parked = self._parked.pop(ticket, None)
-        if parked is not None:
-            asyncio.get_running_loop().create_task(close_body(parked[1]))
+        if ticket in self._parked:
+            body = self._forget(ticket)[1]
+            asyncio.get_running_loop().create_task(close_body(body))
 
     async def close(self) -> None:
         parked, self._parked = self._parked, {}
+        self._owned = {}
         for _, body, handle in parked.values():
             handle.cancel()
             await close_body(body)
@@ -89,8 +118,10 @@ class MuxService:
         callee: Callee,
         parked: ParkedBodies,
         metrics: Metrics | None = None,
+        limits: CallLimits | None = None,
     ) -> None:
         self._metrics = metrics
+        self._quota = MuxQuota(limits or CallLimits())
         self._callee = callee
         self._parked = parked
         # Each open Connect handler, with the calls it is answering.
@@ -132,11 +163,23 @@ class MuxService:
             except StreamClosed:
                 log.debug("stream gone before call %d was answered", frame.call_id)
 
+        quota = self._quota
+        # Keys of their own kind: a plaintext caller (no identity) is its connection.
+        connection = ("connection", id(context.connection))
+        peer = ("peer", caller if caller is not None else id(context.connection))
+
+        def done(task: asyncio.Task[None]) -> None:
+            in_flight.discard(task)
+            quota.release(connection, peer)
+
         try:
             async for frame in request_iterator:
+                if not quota.try_acquire(connection, peer):
+                    # Full: read no further frames until a call ends (backpressure).
+                    await quota.acquire(connection, peer)
                 task = loop.create_task(answer(frame))
                 in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
+                task.add_done_callback(done)
         except asyncio.CancelledError:
             if not self._draining:
                 raise
@@ -202,7 +245,11 @@ class MuxService:
         fill_response_head(reply.response, response)
         reply.response.message.data.value = data
         if not whole:
-            reply.body_ticket = self._parked.park(caller, response.body)
+            try:
+                reply.body_ticket = self._parked.park(caller, response.body)
+            except CallRejected:
+                await close_body(response.body)
+                raise
         return reply
 
     async def FetchBody(

@@ -1,0 +1,129 @@
+"""Limits on what a calling sidecar can make a callee do, with a real callee sidecar
+and app spoken to as a caller would (grpcio stubs on the internal port):
+
+- a peer that writes frames without waiting gets at most --max-calls-per-connection
+  of them in progress at once; the rest wait (backpressure) and are all answered;
+- a body streamed in by a peer is held to the callee's --max-body-size, declared or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from google.protobuf import any_pb2
+
+from proxy.protos import (
+    common_pb2,
+    internals_pb2,
+    internals_pb2_grpc,
+    mux_pb2,
+    mux_pb2_grpc,
+)
+from tests.e2e.harness import App, Cluster, Sidecar, free_port
+
+WAIT = 60.0
+
+
+def invoke_request(method: str, length: int | None = None) -> internals_pb2.InternalInvokeRequest:
+    metadata = {}
+    if length is not None:
+        metadata["content-length"] = internals_pb2.ListStringValue(values=[str(length)])
+    return internals_pb2.InternalInvokeRequest(
+        ver=internals_pb2.V1,
+        metadata=metadata,
+        message=common_pb2.InvokeRequest(
+            method=method,
+            data=any_pb2.Any(value=b""),
+            content_type="application/octet-stream",
+            http_extension=common_pb2.HTTPExtension(verb=common_pb2.HTTPExtension.POST),
+        ),
+    )
+
+
+def start(cluster: Cluster, *flags: str) -> tuple[App, Sidecar, int]:
+    app = cluster.app("orders")
+    port = free_port()
+    sidecar = cluster.sidecar(
+        "orders", app, mtls=False, extra=("--dapr-internal-grpc-port", str(port), *flags)
+    )
+    return app, sidecar, port
+
+
+def test_frames_beyond_the_per_connection_limit_wait_and_are_all_answered(
+    cluster: Cluster,
+) -> None:
+    _, _, port = start(cluster, "--max-calls-per-connection", "4")
+    count = 40
+
+    async def main() -> list[mux_pb2.MuxFrame]:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = mux_pb2_grpc.MultiplexStub(channel).Connect()
+            for call_id in range(1, count + 1):  # written at once, no answer awaited
+                request = invoke_request("concurrent/150")
+                await call.write(mux_pb2.MuxFrame(call_id=call_id, request=request))
+            answers = []
+            async with asyncio.timeout(WAIT):
+                while len(answers) < count:
+                    frame = await call.read()
+                    assert frame is not grpc.aio.EOF
+                    answers.append(frame)
+            await call.done_writing()
+            return answers
+
+    answers = asyncio.run(main())
+    assert sorted(frame.call_id for frame in answers) == list(range(1, count + 1))
+    peaks = [json.loads(frame.response.message.data.value)["peak"] for frame in answers]
+    # The app counted how many of these it had in hand at once.
+    assert max(peaks) <= 4
+
+
+async def stream_body(
+    port: int, chunks: list[bytes], declared: int | None
+) -> tuple[grpc.StatusCode, str]:
+    async def messages() -> AsyncIterator[internals_pb2.InternalInvokeRequestStream]:
+        yield internals_pb2.InternalInvokeRequestStream(
+            request=invoke_request("upload", declared),
+            payload=common_pb2.StreamPayload(data=chunks[0], seq=0),
+        )
+        for seq, chunk in enumerate(chunks[1:], start=1):
+            yield internals_pb2.InternalInvokeRequestStream(
+                payload=common_pb2.StreamPayload(data=chunk, seq=seq)
+            )
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = internals_pb2_grpc.ServiceInvocationStub(channel).CallLocalStream(messages())
+        try:
+            async with asyncio.timeout(WAIT):
+                async for _ in call:
+                    pass
+        except grpc.aio.AioRpcError as exc:
+            return exc.code(), exc.details() or ""
+        return grpc.StatusCode.OK, ""
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "undeclared"])
+def test_a_streamed_body_over_the_callee_limit_is_refused(cluster: Cluster, declared: bool) -> None:
+    app, _, port = start(cluster, "--max-body-size", "2Ki")
+    if declared:
+        # Refused on the declared length alone. (One message: grpcio's client reports an
+        # answer that arrives while it is still writing as "Internal error from Core".)
+        code, details = asyncio.run(stream_body(port, [b"a" * 1000], 5000))
+    else:
+        code, details = asyncio.run(stream_body(port, [b"a" * 1000] * 5, None))
+    assert code is grpc.StatusCode.RESOURCE_EXHAUSTED, (code, details)
+    assert "body exceeds the limit of 2048 bytes" in details
+    if declared:  # refused before the app was called
+        assert [e for e in app.received() if e["path"] == "/upload"] == []
+    else:  # the app saw at most a broken request, never a whole one over the limit
+        assert all(e["body_length"] <= 2048 for e in app.received() if e["path"] == "/upload")
+
+
+def test_a_streamed_body_within_the_limit_still_arrives(cluster: Cluster) -> None:
+    app, _, port = start(cluster, "--max-body-size", "8Ki")
+    code, details = asyncio.run(stream_body(port, [b"a" * 1000] * 5, None))
+    assert code is grpc.StatusCode.OK, details
+    assert [e["body_length"] for e in app.received() if e["path"] == "/upload"] == [5000]
