@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -75,10 +77,16 @@ class SpiffeId:
             raise InvalidSpiffeId(f"{exc} in SPIFFE ID {uri!r}") from exc
 
     def peer_name(self) -> str:
-        """The DNS SAN naming this namespace and app ID in any trust domain.
+        """The DNS SAN naming this namespace and app ID, exactly, in any trust domain.
 
         grpc-python cannot check URI SANs on the client, so callers check this name
         instead (``grpc.ssl_target_name_override``); our issuer always puts it in the
         same certificate as the URI SAN, so it carries the same ``/ns/<ns>/<app>`` claim.
+        DNS names compare without regard to case, app IDs with it: so the name is a
+        digest of the exact ``/ns/<ns>/<app>`` (base32, one valid DNS label), and
+        "Orders" never passes for "orders". The trust domain is left out: a caller
+        knows the callee's namespace and app ID, not its trust domain (as Dapr's).
         """
-        return f"{self.app_id}.{self.namespace}.{PEER_NAME_SUFFIX}".lower()
+        path = f"/ns/{self.namespace}/{self.app_id}".encode()
+        label = base64.b32encode(hashlib.sha256(path).digest()).decode("ascii").rstrip("=")
+        return f"id-{label.lower()}.{PEER_NAME_SUFFIX}"

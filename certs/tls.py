@@ -1,5 +1,6 @@
 """TLS glue: mTLS credentials from a workload identity (grpcio's for the client,
-ssl's for the lean server), and the peer's SPIFFE ID."""
+ssl's for the lean server and client), and the strict checks of the SPIFFE ID a
+verified peer certificate carries."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from certs.errors import InvalidSpiffeId
+from certs.errors import CertError, InvalidSpiffeId
 from certs.identity import WorkloadIdentity
 from certs.spiffe import SpiffeId
 
@@ -28,8 +29,12 @@ def channel_options_for_peer(expected: SpiffeId) -> list[tuple[str, str]]:
     """Channel options that make the handshake fail unless the callee is ``expected``.
 
     gRPC's hostname check runs against the override name, which our issuer binds to the
-    SPIFFE ID as a DNS SAN. The authority is set to the same name so that SNI and
-    ``:authority`` do not depend on the address the channel happened to dial.
+    SPIFFE ID as a DNS SAN (a digest of the exact ``/ns/<ns>/<app>``). The authority is
+    set to the same name so that SNI and ``:authority`` do not depend on the address the
+    channel happened to dial. grpc-python offers no hook after the handshake, so this
+    is all a grpcio channel checks: the chain and that name; not the trust domain, nor
+    that the certificate holds exactly one URI SAN (the lean client checks both, see
+    callee_spiffe_id).
     """
     name = expected.peer_name()
     return [("grpc.ssl_target_name_override", name), ("grpc.default_authority", name)]
@@ -72,25 +77,61 @@ def _load_chain(context: ssl.SSLContext, identity: WorkloadIdentity) -> None:
         os.close(fd)
 
 
-def peer_certificate_spiffe_id(peercert: Mapping[str, Any] | None) -> SpiffeId | None:
-    """The peer's SPIFFE ID from ``SSLObject.getpeercert()``; None without a usable one.
+class PeerIdentityRefused(CertError):
+    """A peer's certificate carries no SPIFFE ID we accept; the message says why."""
 
-    A certificate whose URI SAN is not a tether SPIFFE ID counts as no identity, so access
-    control applies its default action, as Dapr does.
+
+def peer_spiffe_id(peercert: Mapping[str, Any] | None) -> SpiffeId:
+    """The one SPIFFE ID in a verified peer certificate (``getpeercert()``).
+
+    An X.509-SVID carries exactly one URI SAN, its SPIFFE ID: none, several (of any
+    scheme: which one would be the identity?) or one that is not
+    ``spiffe://<td>/ns/<ns>/<app>`` is refused, never read as "no identity" (that
+    would let a caller's own ``dapr-caller-app-id`` through). Raises PeerIdentityRefused.
     """
     if not peercert:
-        return None
-    names = peercert.get("subjectAltName", ())
-    return _parse_one(
-        [value for kind, value in names if kind == "URI" and value.startswith("spiffe://")]
-    )
-
-
-def _parse_one(uris: list[str]) -> SpiffeId | None:
-    # SPIFFE allows exactly one SPIFFE ID per certificate; more is ambiguous, so none is trusted.
-    if len(uris) != 1:
-        return None
+        raise PeerIdentityRefused("no certificate")
+    uris = [value for kind, value in peercert.get("subjectAltName", ()) if kind == "URI"]
+    if not uris:
+        raise PeerIdentityRefused("no SPIFFE ID (the certificate has no URI SAN)")
+    if len(uris) > 1:
+        spiffe = all(uri.lower().startswith("spiffe:") for uri in uris)
+        what = "SPIFFE IDs" if spiffe else "URI SANs"
+        shown = ", ".join(uris[:4]) + (", ..." if len(uris) > 4 else "")
+        raise PeerIdentityRefused(f"{len(uris)} {what} ({shown}); exactly one is allowed")
     try:
         return SpiffeId.parse(uris[0])
-    except InvalidSpiffeId:
-        return None
+    except InvalidSpiffeId as exc:
+        raise PeerIdentityRefused(f"not a valid SPIFFE ID: {exc}") from exc
+
+
+def check_trust_domain(found: SpiffeId, accepted: frozenset[str]) -> None:
+    """Raise PeerIdentityRefused unless ``found`` is in one of the ``accepted`` trust domains."""
+    if found.trust_domain not in accepted:
+        raise PeerIdentityRefused(
+            f"{found}: trust domain {found.trust_domain!r} not accepted "
+            f"(accepted: {', '.join(sorted(accepted))})"
+        )
+
+
+def caller_spiffe_id(peercert: Mapping[str, Any] | None, accepted: frozenset[str]) -> SpiffeId:
+    """Callee side: the caller's SPIFFE ID, in an accepted trust domain. Raises
+    PeerIdentityRefused."""
+    found = peer_spiffe_id(peercert)
+    check_trust_domain(found, accepted)
+    return found
+
+
+def callee_spiffe_id(
+    peercert: Mapping[str, Any] | None, expected: SpiffeId, accepted: frozenset[str]
+) -> SpiffeId:
+    """Caller side: the callee's SPIFFE ID, which must name ``expected``'s namespace and
+    app ID exactly (case-sensitive; any accepted trust domain, since a caller knows the
+    target's namespace and app ID only). Raises PeerIdentityRefused."""
+    found = peer_spiffe_id(peercert)
+    if (found.namespace, found.app_id) != (expected.namespace, expected.app_id):
+        raise PeerIdentityRefused(
+            f"the certificate names {found}, not /ns/{expected.namespace}/{expected.app_id}"
+        )
+    check_trust_domain(found, accepted)
+    return found

@@ -17,8 +17,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -50,6 +49,7 @@ from proxy.hop.internal_server import ServiceInvocation
 from proxy.hop.invoker import Invoker
 from proxy.hop.mux_quota import CallLimits
 from proxy.hop.mux_server import MuxService, ParkedBodies
+from proxy.hop.peer_identity import accepted_trust_domains, caller_identifier
 from proxy.hop.request_builder import Locality
 from proxy.observability.tracer import Tracer
 from resiliency import BreakerState, ResiliencyConfig, ResiliencyEngine
@@ -129,8 +129,11 @@ class Sidecar:
         self._callee = Callee(
             self._app, s.app_api_token, self._health, metrics, self._tracer, s.app_id, access
         )
+        trust_domains = accepted_trust_domains(s.trust_domain, s.access_control)
         self._client = InternalClient(
-            _security_factory(workload), grpc_message_limit(s), liveness=resolution.liveness
+            _security_factory(workload, trust_domains),
+            grpc_message_limit(s),
+            liveness=resolution.liveness,
         )
         resource_files = ResiliencyFiles(s.resources_paths, s.app_id)
         config, report = resource_files.load()
@@ -269,7 +272,11 @@ class Sidecar:
             {**service.methods(), **self._mux.methods()},
             max_message_size=grpc_message_limit(s),
             ssl_context=ssl_context,
-            identify=_identify_caller() if workload else None,
+            identify=(
+                caller_identifier(accepted_trust_domains(s.trust_domain, s.access_control))
+                if workload
+                else None
+            ),
         )
         address = f"{s.internal_listen_address}:{s.internal_grpc_port}"
         try:
@@ -348,7 +355,9 @@ def grpc_message_limit(settings: SidecarSettings) -> int:
     return max(settings.max_body_size, CHUNK_SIZE) + 1024 * 1024
 
 
-def _security_factory(workload: WorkloadIdentity | None) -> PeerSecurity | None:
+def _security_factory(
+    workload: WorkloadIdentity | None, trust_domains: frozenset[str]
+) -> PeerSecurity | None:
     if workload is None:
         return None
     from certs.tls import channel_credentials, channel_options_for_peer, client_ssl_context
@@ -358,19 +367,7 @@ def _security_factory(workload: WorkloadIdentity | None) -> PeerSecurity | None:
     def factory(peer: SpiffeId) -> tuple[grpc.ChannelCredentials, list[tuple[str, str]]]:
         return credentials, channel_options_for_peer(peer)
 
-    return PeerSecurity(factory, client_ssl_context(workload))
-
-
-def _identify_caller() -> Callable[[Any], CallerIdentity | None]:
-    """The caller's identity from its client certificate (``getpeercert()``), once per
-    connection (mTLS only: loads the cert code)."""
-    from certs.tls import peer_certificate_spiffe_id
-
-    def identify(peercert: Any) -> CallerIdentity | None:
-        peer = peer_certificate_spiffe_id(peercert)
-        return CallerIdentity(peer.app_id, peer.namespace, peer.trust_domain) if peer else None
-
-    return identify
+    return PeerSecurity(factory, client_ssl_context(workload), trust_domains)
 
 
 async def run_sidecar(settings: SidecarSettings) -> None:

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 
 from proxy.grpcwire.client_connection import ClientConnection, ClientSettings, Metadata
 from proxy.grpcwire.client_status import RpcError, Status
 from proxy.grpcwire.client_stream import ClientStream, StreamListener
+from proxy.grpcwire.peer import PeerCheck, PeerRefused
 
 __all__ = [
     "Channel",
@@ -32,6 +34,8 @@ __all__ = [
     "dial",
 ]
 
+log = logging.getLogger("tether.grpcwire")
+
 
 async def dial(
     host: str,
@@ -39,11 +43,14 @@ async def dial(
     settings: ClientSettings,
     ssl_context: ssl.SSLContext | None = None,
     server_name: str | None = None,
+    verify_peer: PeerCheck | None = None,
 ) -> ClientConnection:
     """A new connection; raises RpcError(UNAVAILABLE) when it cannot be made in time.
 
     With TLS the server's certificate must be valid for ``server_name`` (also the
-    ``:authority``); without, ``:authority`` is the address."""
+    ``:authority``) and pass ``verify_peer`` (given ``getpeercert()``, raising
+    PeerRefused), checked before any call is sent; without, ``:authority`` is the
+    address. A refused peer is logged at warning: it is misconfigured or an impostor."""
     loop = asyncio.get_running_loop()
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     authority = server_name if server_name is not None and ssl_context is not None else address
@@ -59,6 +66,10 @@ async def dial(
             )
     except TimeoutError:
         raise RpcError("UNAVAILABLE", f"failed to connect to {address}: timed out") from None
+    except ssl.SSLCertVerificationError as exc:
+        reason = f"TLS handshake with {address} failed: {exc.verify_message or exc}"
+        log.warning("refused the gRPC server at %s: %s", address, reason)
+        raise RpcError("UNAVAILABLE", reason) from exc
     except ssl.SSLError as exc:
         raise RpcError("UNAVAILABLE", f"TLS handshake with {address} failed: {exc}") from exc
     except OSError as exc:
@@ -69,6 +80,13 @@ async def dial(
         if tls is None or tls.selected_alpn_protocol() != "h2":
             transport.abort()
             raise RpcError("UNAVAILABLE", f"{address} did not negotiate HTTP/2 (ALPN h2)")
+        if verify_peer is not None:
+            try:
+                verify_peer(tls.getpeercert())
+            except PeerRefused as exc:
+                transport.abort()
+                log.warning("refused the gRPC server at %s: %s", address, exc.reason)
+                raise RpcError("UNAVAILABLE", f"peer at {address} refused: {exc.reason}") from exc
     return connection
 
 
@@ -82,12 +100,15 @@ class Channel:
         settings: ClientSettings,
         ssl_context: ssl.SSLContext | None = None,
         server_name: str | None = None,
+        verify_peer: PeerCheck | None = None,
     ) -> None:
+        """``verify_peer``: see ``dial``; every connection dialled is checked."""
         self._host = host
         self._port = port
         self._settings = settings
         self._ssl = ssl_context
         self._server_name = server_name
+        self._verify_peer = verify_peer
         self._connection: ClientConnection | None = None
         self._dialing: asyncio.Task[ClientConnection] | None = None
         self._closed = False
@@ -113,7 +134,14 @@ class Channel:
         dialing = self._dialing
         if dialing is None:
             dialing = asyncio.get_running_loop().create_task(
-                dial(self._host, self._port, self._settings, self._ssl, self._server_name)
+                dial(
+                    self._host,
+                    self._port,
+                    self._settings,
+                    self._ssl,
+                    self._server_name,
+                    self._verify_peer,
+                )
             )
             dialing.add_done_callback(self._dialled)
             self._dialing = dialing

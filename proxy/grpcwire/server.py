@@ -33,7 +33,9 @@ class GrpcServer:
         idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         """``identify`` turns the peer's certificate (``getpeercert()``, None without
-        one) into what handlers see as ``call.peer``; it runs once per connection."""
+        one) into what handlers see as ``call.peer``; it runs once per connection.
+        When it raises ``PeerRefused``, every call on that connection ends
+        UNAUTHENTICATED with the reason, and no handler runs."""
         self._settings = ConnectionSettings(
             methods={path.encode("ascii"): method for path, method in methods.items()},
             max_message_size=max_message_size,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -20,6 +21,7 @@ from hyperframe.frame import GoAwayFrame
 from proxy.grpcwire.handlers import run_streaming, run_unary
 from proxy.grpcwire.messages import MessageError
 from proxy.grpcwire.messages import parse_timeout as parse_grpc_timeout
+from proxy.grpcwire.peer import PeerRefused
 from proxy.grpcwire.server_call import ServerCall
 from proxy.grpcwire.server_writer import CallWriter, ConnectionSettings
 
@@ -34,6 +36,8 @@ MAX_CONCURRENT_STREAMS = 4096
 _LAST_STREAM_ID = 2**31 - 1
 _PING = b"tetherka"
 
+log = logging.getLogger("tether.grpcwire")
+
 
 class ServerConnection(CallWriter, asyncio.Protocol):
     def __init__(
@@ -45,6 +49,8 @@ class ServerConnection(CallWriter, asyncio.Protocol):
         super().__init__(settings, loop)
         self._registry = registry  # the server's open connections
         self._peer: object = None
+        # Why the peer's certificate was refused: every call then ends UNAUTHENTICATED.
+        self._refused: str | None = None
         self._draining = False
         self._closing = False
         self._idle_since = loop.time()
@@ -60,7 +66,15 @@ class ServerConnection(CallWriter, asyncio.Protocol):
         self._registry.add(self)
         identify = self._settings.identify
         if identify is not None:
-            self._peer = identify(transport.get_extra_info("peercert"))
+            try:
+                self._peer = identify(transport.get_extra_info("peercert"))
+            except PeerRefused as exc:
+                self._refused = exc.reason
+                log.warning(
+                    "refused the gRPC client at %s: %s",
+                    _address(transport.get_extra_info("peername")),
+                    exc.reason,
+                )
         h2 = self._h2
         h2.initiate_connection()
         # In force once the client acknowledges them (h2 tracks that).
@@ -129,12 +143,13 @@ class ServerConnection(CallWriter, asyncio.Protocol):
             elif name == b"grpc-timeout":
                 timeout = value
         method = self._settings.methods.get(path) if path is not None else None
-        if method is None:
-            self._h2.send_headers(
-                stream_id,
-                self._trailers_only("UNIMPLEMENTED", f"Method not found: {path!r}"),
-                end_stream=True,
-            )
+        if method is None or self._refused is not None:
+            # Answered here: no handler runs, so the app behind it sees nothing.
+            if self._refused is not None:
+                status = ("UNAUTHENTICATED", f"peer identity refused: {self._refused}")
+            else:
+                status = ("UNIMPLEMENTED", f"Method not found: {path!r}")
+            self._h2.send_headers(stream_id, self._trailers_only(*status), end_stream=True)
             self._stop_reading(stream_id)
             return
         call = ServerCall(
@@ -288,6 +303,13 @@ class ServerConnection(CallWriter, asyncio.Protocol):
         self._closing = True
         if self._transport is not None:
             self._transport.close()
+
+
+def _address(peername: object) -> str:
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        host, port = peername[0], peername[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(peername)
 
 
 _DISPATCH: dict[type, Callable[[ServerConnection, Any], None]] = {

@@ -19,8 +19,10 @@ from proxy.core.errors import InvocationFailed
 from proxy.discovery.registry import Endpoint
 from proxy.discovery.resolution_settings import PeerLiveness
 from proxy.grpcwire.client import Channel, ClientSettings
+from proxy.grpcwire.peer import PeerCheck
 from proxy.hop.grpc_tuning import channel_options
 from proxy.hop.mux_client import MuxConnection, MuxUnsupported
+from proxy.hop.peer_identity import callee_verifier
 from proxy.hop.rpc_methods import CALL_LOCAL, CALL_LOCAL_STREAM, MUX_CALL
 from proxy.hop.wire import INLINE_LIMIT, MUX_CALL_TIMEOUT
 from proxy.observability.trace_propagation import grpc_trace_metadata, metadata_trace
@@ -36,10 +38,17 @@ class PeerSecurity:
 
     grpc_channel: SecurityFactory  # grpcio, for CallLocal/CallLocalStream
     ssl_context: ssl.SSLContext  # the lean client (tether's multiplexed stream)
+    # Where a callee's SPIFFE ID may live (see peer_identity.accepted_trust_domains).
+    trust_domains: frozenset[str]
 
     def server_name(self, peer: SpiffeId) -> str:
         # Our issuer binds this DNS SAN to the SPIFFE ID (see channel_options_for_peer).
         return peer.peer_name()
+
+    def verifier(self, peer: SpiffeId) -> PeerCheck:
+        """The lean client's check of the callee's certificate: exactly one SPIFFE ID,
+        ``peer``'s namespace and app ID exactly, in an accepted trust domain."""
+        return callee_verifier(peer, self.trust_domains)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +134,7 @@ class InternalClient:
                     self._lean_settings,
                     security.ssl_context,
                     security.server_name(key[1]),
+                    security.verifier(key[1]),
                 )
             self._lean[key] = channel
         return channel

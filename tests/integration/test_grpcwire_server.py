@@ -21,7 +21,7 @@ from certs.spiffe import SpiffeId
 from certs.tls import (
     channel_credentials,
     channel_options_for_peer,
-    peer_certificate_spiffe_id,
+    peer_spiffe_id,
     server_ssl_context,
 )
 from certs.workload import WorkloadIdentity, issue_workload_identity
@@ -347,7 +347,7 @@ def _tls_call(server_identity: WorkloadIdentity, credentials: grpc.ChannelCreden
 
 
 def _identify(peercert: Any) -> object:
-    return peer_certificate_spiffe_id(peercert)
+    return peer_spiffe_id(peercert)
 
 
 def test_mtls_identity_reaches_the_handler(ca: Path) -> None:

@@ -1,7 +1,7 @@
 """mTLS between two gRPC endpoints on loopback, with certificates from certs.
 
 The callee's identity is pinned by the caller (channel_options_for_peer) and the
-caller's identity is read by the callee (peer_certificate_spiffe_id, on tether's
+caller's identity is read by the callee (caller_identifier, on tether's
 lean gRPC server with ``server_ssl_context``); a wrong identity, a
 foreign CA or a missing client certificate must fail the handshake, so the
 handler never runs.
@@ -23,24 +23,26 @@ from certs.spiffe import SpiffeId
 from certs.tls import (
     channel_credentials,
     channel_options_for_peer,
-    peer_certificate_spiffe_id,
     server_ssl_context,
 )
 from certs.workload import WorkloadIdentity, issue_workload_identity
 from proxy.grpcwire.handlers import unary_unary
 from proxy.grpcwire.server import GrpcServer
 from proxy.grpcwire.server_call import ServerCall
+from proxy.hop.header_rules import CallerIdentity
+from proxy.hop.peer_identity import caller_identifier
 
 NOW = datetime.now(UTC)
 CALL_TIMEOUT = 5.0
 METHOD = "/tether.test.Echo/Call"
 ORDERS = SpiffeId("public", "default", "orders")
 CHECKOUT = SpiffeId("public", "default", "checkout")
+CHECKOUT_CALLER = CallerIdentity("checkout", "default", "public")
 
 
 @dataclass
 class Seen:
-    callers: list[SpiffeId | None] = field(default_factory=list)
+    callers: list[CallerIdentity] = field(default_factory=list)
 
 
 def _identity(directory: Path, spiffe_id: SpiffeId) -> WorkloadIdentity:
@@ -56,8 +58,8 @@ async def _call(
     seen: Seen,
 ) -> bytes:
     async def echo(request: bytes, call: ServerCall) -> bytes:
-        peer = call.peer
-        seen.callers.append(peer if isinstance(peer, SpiffeId) else None)
+        assert isinstance(call.peer, CallerIdentity)
+        seen.callers.append(call.peer)
         return request
 
     def raw(data: bytes) -> bytes:
@@ -67,7 +69,7 @@ async def _call(
         {METHOD: unary_unary(echo, raw, raw)},
         max_message_size=1024 * 1024,
         ssl_context=server_ssl_context(server_identity),
-        identify=peer_certificate_spiffe_id,
+        identify=caller_identifier(frozenset({"public"})),
     )
     port = await server.listen("127.0.0.1", 0)
     try:
@@ -95,17 +97,17 @@ def test_same_ca_and_expected_identity_succeeds(tmp_path: Path) -> None:
     seen = Seen()
     response = _run(server, channel_credentials(client), channel_options_for_peer(ORDERS), seen)
     assert response == b"ping"
-    assert seen.callers == [CHECKOUT]
+    assert seen.callers == [CHECKOUT_CALLER]
 
 
 def test_expected_identity_in_another_trust_domain_still_matches(tmp_path: Path) -> None:
-    # Like Dapr, the caller pins namespace and app ID; any trust domain in the bundle is fine.
+    # grpcio pins namespace and app ID only (a DNS name): it cannot see the trust domain.
     server = _identity(tmp_path / "ca", ORDERS)
     client = _identity(tmp_path / "ca", CHECKOUT)
     seen = Seen()
     expected = SpiffeId("example.org", "default", "orders")
     _run(server, channel_credentials(client), channel_options_for_peer(expected), seen)
-    assert seen.callers == [CHECKOUT]
+    assert seen.callers == [CHECKOUT_CALLER]
 
 
 @pytest.mark.parametrize(

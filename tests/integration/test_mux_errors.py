@@ -24,10 +24,10 @@ from google.protobuf import any_pb2
 from certs.authority import create_authority, load_issuer, write_authority
 from certs.spiffe import SpiffeId
 from certs.tls import (
+    caller_spiffe_id,
     channel_credentials,
     channel_options_for_peer,
     client_ssl_context,
-    peer_certificate_spiffe_id,
     server_ssl_context,
 )
 from certs.workload import WorkloadIdentity, issue_workload_identity
@@ -87,9 +87,9 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
         cluster.stop_all()
 
 
-def _identify(peercert: object) -> CallerIdentity | None:
-    peer = peer_certificate_spiffe_id(peercert)  # type: ignore[arg-type]
-    return CallerIdentity(peer.app_id, peer.namespace) if peer else None
+def _identify(peercert: object) -> CallerIdentity:
+    peer = caller_spiffe_id(peercert, frozenset({"public"}))  # type: ignore[arg-type]
+    return CallerIdentity(peer.app_id, peer.namespace)
 
 
 @contextlib.asynccontextmanager
@@ -415,7 +415,9 @@ def test_the_client_bounds_a_multiplexed_call_unless_a_policy_does(
     ) -> tuple[grpc.ChannelCredentials, list[tuple[str, str]]]:
         return channel_credentials(identities.client), channel_options_for_peer(expected)
 
-    security = PeerSecurity(grpc_security, client_ssl_context(identities.client))
+    security = PeerSecurity(
+        grpc_security, client_ssl_context(identities.client), frozenset({"public"})
+    )
 
     async def main() -> tuple[InvocationFailed, bool]:
         async with _callee_server(identities.server, _callee(app.port), peer) as address:

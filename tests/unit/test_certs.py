@@ -14,7 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from certs.authority import CaFiles, Issuer, create_authority, load_issuer, write_authority
 from certs.errors import CaInvalid, CaNotFound, CertError, InvalidSpiffeId
 from certs.spiffe import SpiffeId, validate_app_id, validate_namespace
-from certs.tls import channel_options_for_peer, peer_certificate_spiffe_id
+from certs.tls import channel_options_for_peer
 from certs.workload import issue_workload_identity
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -56,12 +56,24 @@ def test_spiffe_id_formats_and_round_trips() -> None:
     assert SpiffeId.parse(str(odd)) == odd
 
 
-def test_peer_name_ignores_trust_domain_and_lowercases() -> None:
-    assert ORDERS.peer_name() == "orders.default.tether.internal"
+def test_peer_name_ignores_trust_domain_and_keeps_case() -> None:
+    name = ORDERS.peer_name()
+    label, _, suffix = name.partition(".")
+    assert suffix == "tether.internal"
+    # One DNS label (LDH, at most 63 characters) that BoringSSL's hostname check accepts.
+    assert len(label) <= 63 and label.isascii() and label.replace("-", "").isalnum()
+    assert label == label.lower()
+    assert ORDERS.peer_name() == name  # stable
     other_domain = SpiffeId("example.org", "default", "orders")
-    assert other_domain.peer_name() == ORDERS.peer_name()
-    assert SpiffeId("public", "Prod", "Orders").peer_name() == "orders.prod.tether.internal"
-    assert SpiffeId("public", "prod", "orders").peer_name() != ORDERS.peer_name()
+    assert other_domain.peer_name() == name
+    # DNS names compare without case, app IDs with it: "Orders" never passes for "orders".
+    assert SpiffeId("public", "default", "Orders").peer_name() != name
+    assert SpiffeId("public", "Default", "orders").peer_name() != name
+    assert SpiffeId("public", "prod", "orders").peer_name() != name
+    # No two (namespace, app ID) pairs share a name by moving the separator.
+    assert SpiffeId("public", "a-b", "c").peer_name() != SpiffeId("public", "a", "b-c").peer_name()
+    longest = SpiffeId("public", "n" * 63, "a" * 63).peer_name()
+    assert len(longest.partition(".")[0]) <= 63
 
 
 @pytest.mark.parametrize(
@@ -243,7 +255,7 @@ def test_workload_certificate_contents(issuer: Issuer) -> None:
 
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.UniformResourceIdentifier) == [str(ORDERS)]
-    assert san.get_values_for_type(x509.DNSName) == ["orders.default.tether.internal"]
+    assert san.get_values_for_type(x509.DNSName) == [ORDERS.peer_name()]
     assert not leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     usage = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert set(usage) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
@@ -300,21 +312,5 @@ def test_each_identity_has_a_fresh_key(issuer: Issuer) -> None:
 
 def test_channel_options_pin_peer_name() -> None:
     options = dict(channel_options_for_peer(ORDERS))
-    assert options["grpc.ssl_target_name_override"] == "orders.default.tether.internal"
-    assert options["grpc.default_authority"] == "orders.default.tether.internal"
-
-
-def test_peer_spiffe_id_from_the_peer_certificate() -> None:
-    # Shaped as ssl's getpeercert() gives it.
-    def cert(*names: tuple[str, str]) -> dict[str, object]:
-        return {"subject": ((("commonName", "x"),),), "subjectAltName": names}
-
-    uri = ("URI", str(ORDERS))
-    dns = ("DNS", "orders.default.tether.internal")
-    assert peer_certificate_spiffe_id(cert(dns, uri)) == ORDERS
-    assert peer_certificate_spiffe_id(cert(uri, ("URI", "https://example.org/"))) == ORDERS
-    assert peer_certificate_spiffe_id(cert(uri, ("URI", "spiffe://public/ns/a/sa/b"))) is None
-    assert peer_certificate_spiffe_id(cert(("URI", "spiffe://public/not/tether"))) is None
-    assert peer_certificate_spiffe_id(cert(dns)) is None
-    assert peer_certificate_spiffe_id({}) is None
-    assert peer_certificate_spiffe_id(None) is None
+    assert options["grpc.ssl_target_name_override"] == ORDERS.peer_name()
+    assert options["grpc.default_authority"] == ORDERS.peer_name()
