@@ -129,7 +129,7 @@ class Sidecar:
         self._callee = Callee(
             self._app, s.app_api_token, self._health, metrics, self._tracer, s.app_id, access
         )
-        trust_domains = accepted_trust_domains(s.trust_domain, s.access_control)
+        trust_domains = accepted_trust_domains(s.trust_domain, s.access_control, as_caller=True)
         self._client = InternalClient(
             _security_factory(workload, trust_domains),
             grpc_message_limit(s),

@@ -12,19 +12,25 @@ from typing import Any
 
 from certs.spiffe import SpiffeId
 from certs.tls import PeerIdentityRefused, callee_spiffe_id, caller_spiffe_id
-from proxy.core.access_policy import AccessControlSpec
+from proxy.core.access_policy import DEFAULT_TRUST_DOMAIN, AccessControlSpec
 from proxy.grpcwire.peer import PeerRefused
 from proxy.hop.header_rules import CallerIdentity
 
 
-def accepted_trust_domains(own: str, access: AccessControlSpec | None) -> frozenset[str]:
-    """Our own trust domain and every one our access-control policies name.
+def accepted_trust_domains(
+    own: str, access: AccessControlSpec | None, *, as_caller: bool = False
+) -> frozenset[str]:
+    """Our own trust domain and every one our access-control policies name; as a
+    caller, also Dapr's default trust domain ``public``.
 
     Stricter than daprd, whose internal server takes any trust domain its anchors sign
     and leaves the rest to access control: a callee that writes a policy for a caller
-    in another trust domain means to talk to it; any other is refused outright.
+    in another trust domain means to talk to it; any other is refused outright. A
+    caller's policies are about who may call it, not whom it calls, so it also accepts
+    callees in ``public``, where every app without ``accessControl.trustDomain`` is
+    (Dapr's own example has an app in another trust domain call one in ``public``).
     """
-    domains = {own}
+    domains = {own, DEFAULT_TRUST_DOMAIN} if as_caller else {own}
     if access is not None:
         domains.add(access.trust_domain)
         domains.update(policy.trust_domain for policy in access.policies)

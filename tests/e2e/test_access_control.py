@@ -36,18 +36,12 @@ spec:
       - {name: /neworder, httpVerb: [POST], action: deny}
 """
 
-# A caller accepts a callee only in a trust domain its own Configuration names (tether is
-# stricter than Dapr here): pythonapp names orders' trust domain in a policy of its own.
 PYTHONAPP = """\
 apiVersion: dapr.io/v1alpha1
 kind: Configuration
 metadata: {name: pythonappconfig}
 spec:
-  accessControl:
-    defaultAction: allow
-    trustDomain: mydomain
-    policies:
-    - {appId: orders, namespace: default, trustDomain: public, defaultAction: allow}
+  accessControl: {defaultAction: allow, trustDomain: mydomain}
 """
 
 BROKEN = """\

@@ -119,6 +119,9 @@ def test_accepted_trust_domains() -> None:
         ),
     )
     assert accepted_trust_domains("public", spec) == frozenset({"public", "corp"})
+    # A caller also accepts callees in Dapr's default trust domain.
+    assert accepted_trust_domains("corp", None) == frozenset({"corp"})
+    assert accepted_trust_domains("corp", None, as_caller=True) == frozenset({"corp", "public"})
 
 
 def test_hop_checks_raise_the_wire_refusal() -> None:
