@@ -56,6 +56,13 @@ class Lifetime:
             return CertificateHealth.RENEWAL_FAILING
         return CertificateHealth.GOOD
 
+    def next_change(self, now: datetime) -> float | None:
+        """Seconds until ``health`` next changes on its own (None: never again)."""
+        for moment in (self.unhealthy_at(), self.not_after):
+            if moment > now:
+                return (moment - now).total_seconds()
+        return None
+
 
 def next_attempt(lifetime: Lifetime, failures: int, now: datetime) -> float:
     """Seconds until the next renewal attempt: the half-life for a fresh certificate,

@@ -161,7 +161,15 @@ class WorkloadCredentials:
 
     async def _renew_forever(self) -> None:
         while True:
-            await asyncio.sleep(next_attempt(self._lifetime(), self._failures, self._clock()))
+            now = self._clock()
+            delay = next_attempt(self._lifetime(), self._failures, now)
+            change = self._lifetime().next_change(now)
+            if self._failures and change is not None and change < delay:
+                # Failing: say so the moment the certificate's health changes.
+                await asyncio.sleep(change)
+                self._report_health()
+                continue
+            await asyncio.sleep(delay)
             started = asyncio.get_running_loop().time()
             try:
                 identity = await self._fetch(False)
