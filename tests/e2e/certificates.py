@@ -47,9 +47,11 @@ class CertificateProbe:
     def presented(self, port: int, app_id: str) -> dict[str, Any]:
         """The certificate the sidecar of ``app_id`` presents to a new connection now."""
         name = SpiffeId("public", "default", app_id).peer_name()
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-            with self._context.wrap_socket(raw, server_hostname=name) as tls:
-                certificate = tls.getpeercert()
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            self._context.wrap_socket(raw, server_hostname=name) as tls,
+        ):
+            certificate = tls.getpeercert()
         assert certificate is not None
         return certificate
 

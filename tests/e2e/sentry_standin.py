@@ -86,7 +86,7 @@ class _Servicer(sentry_pb2_grpc.CAServicer):  # type: ignore[misc]
     def __init__(self, sentry: StandInSentry) -> None:
         self._sentry = sentry
 
-    def SignCertificate(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def SignCertificate(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self._sentry.sign(request, context)
 
 

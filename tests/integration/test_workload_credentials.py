@@ -136,5 +136,5 @@ def test_failures_are_retried_and_the_health_follows_the_clock(ca_dir: Path) -> 
 
 def test_no_first_certificate_is_one_clear_error(ca_dir: Path) -> None:
     credentials = WorkloadCredentials(Source(ca_dir, failing=1), "a test CA")
-    with pytest.raises(IdentityUnavailable, match="^the CA is away$"):
+    with pytest.raises(IdentityUnavailable, match=r"^the CA is away$"):
         asyncio.run(credentials.start())
