@@ -19,3 +19,6 @@ class WorkloadIdentity:
     certificate_chain_pem: bytes  # leaf first, then the issuer chain
     trust_bundle_pem: bytes  # the roots a peer's chain must end at
     not_after: datetime
+    # The leaf's NotBefore (issue time minus the allowed clock skew): with not_after it
+    # gives the lifetime that renewal timing is measured against (certs.renewal).
+    not_before: datetime

@@ -96,6 +96,7 @@ def issue_workload_identity(
         certificate_chain_pem=leaf_pem + _with_newline(issuer.chain_pem),
         trust_bundle_pem=issuer.trust_bundle_pem,
         not_after=not_after,
+        not_before=now - clock_skew,
     )
 
 

@@ -16,6 +16,7 @@ from typing import NoReturn, TypeVar
 
 from certs.errors import CertError
 from proxy.app.health import HealthCheckSettings
+from proxy.config.certificate_settings import certificate_settings
 from proxy.config.configuration import ConfigError, load_configuration
 from proxy.config.name_resolution import NameResolutionSettings
 from proxy.config.resources import check_resources
@@ -57,7 +58,6 @@ _NOT_YET = {
     "--profile-port": "profiling",
     "--enable-profiling": "profiling",
     "--unix-domain-socket": "Unix domain sockets",
-    "--sentry-address": "Sentry (tether uses its own local CA: tether certs init)",
     "--control-plane-address": "a control plane",
     "--placement-host-address": "actors",
     "--scheduler-host-address": "the scheduler",
@@ -91,6 +91,9 @@ def _add_sidecar_flags(parser: argparse.ArgumentParser) -> None:
     add("--enable-mtls", nargs="?", const="true", default=None,
         help="mTLS between sidecars (default: off for sidecar, on for run)")  # fmt: skip
     add("--certs-dir", default=DEFAULT_CERTS_DIR, help="local CA folder (tether certs init)")
+    add("--sentry-address", help="HOST:PORT of a Sentry signing this sidecar's certificates")
+    add("--control-plane-trust-domain", help="Sentry's trust domain (default localhost)")
+    add("--control-plane-namespace", help='Sentry\'s namespace (default "default")')
     add("--log-level", default="info", choices=sorted(LEVELS), help="log verbosity")
     add("--log-as-json", nargs="?", const="true", default="false", help="JSON log lines")
     add("--enable-metrics", nargs="?", const="true", default=None,
@@ -227,6 +230,7 @@ def settings_from_args(
         api_token=env.get("DAPR_API_TOKEN") or None,
         app_api_token=env.get("APP_API_TOKEN") or None,
     )
+    mtls = None
     if settings.config_path is None:
         tracing, problems = parse_tracing({}, env, "environment")
         if problems:
@@ -248,9 +252,12 @@ def settings_from_args(
             tracing=configuration.tracing,
             access_control=configuration.access_control,
         )
+        mtls = configuration.mtls
         if configuration.access_control is not None:
             # Dapr: the app's trust domain (its SPIFFE ID's) comes from accessControl.
             settings = replace(settings, trust_domain=configuration.access_control.trust_domain)
+    control_plane = (args.control_plane_trust_domain, args.control_plane_namespace)
+    settings = certificate_settings(settings, mtls, args.sentry_address, control_plane, env)
     configured = (
         settings.name_resolution if settings.config_path is not None else NameResolutionSettings()
     )

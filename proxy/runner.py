@@ -78,7 +78,7 @@ def _stop(process: subprocess.Popen[bytes], grace: float) -> int:
 def run_with_app(sidecar_flags: list[str], command: list[str], settings: SidecarSettings) -> int:
     if not command:
         raise TetherError("no app command: use 'tether run [flags] -- CMD ARGS...'")
-    if settings.enable_mtls:
+    if settings.enable_mtls and settings.sentry is None:
         ensure_local_ca(settings)
     flags = [f for f in sidecar_flags if not f.startswith("--enable-mtls")]
     flags.append(f"--enable-mtls={'true' if settings.enable_mtls else 'false'}")

@@ -5,9 +5,10 @@ What only some settings use is imported where those settings are acted on, so
 a sidecar's memory holds only what it runs (measured, of a ~50 MB sidecar):
 prometheus_client (about 2.5 MB) with metrics, OpenTelemetry with tracing
 (``Tracer``), dnspython or zeroconf with those name resolvers
-(``instance_source``), PyYAML with resource or Configuration files. The mTLS
-certificate is built in a child process (``certs.issue``), so cryptography
-(about 11 MB once it has made a key) is never loaded here.
+(``instance_source``), PyYAML with resource or Configuration files. With mTLS,
+``proxy.workload_identity`` gets, renews and hands out the certificate (each built
+in a child process, so cryptography, about 11 MB once it has made a key, is never
+loaded here).
 """
 
 from __future__ import annotations
@@ -19,11 +20,6 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-import grpc
-
-from certs.errors import CertError
-from certs.issue import issue_in_child
-from certs.spiffe import SpiffeId
 from proxy.app.channel import HttpAppChannel
 from proxy.app.health import AppHealthProber, AppHealthState
 from proxy.config.resiliency_reload import ResiliencyFiles, ResiliencyReloader
@@ -44,7 +40,7 @@ from proxy.grpcwire.server import GrpcServer
 from proxy.hop.access_control import access_control_for
 from proxy.hop.callee import Callee
 from proxy.hop.header_rules import CallerIdentity
-from proxy.hop.internal_client import InternalClient, PeerSecurity
+from proxy.hop.internal_client import InternalClient
 from proxy.hop.internal_server import ServiceInvocation
 from proxy.hop.invoker import Invoker
 from proxy.hop.mux_quota import CallLimits
@@ -55,8 +51,8 @@ from proxy.observability.tracer import Tracer
 from resiliency import BreakerState, ResiliencyConfig, ResiliencyEngine
 
 if TYPE_CHECKING:
-    from certs.identity import WorkloadIdentity
     from proxy.observability.metrics import Metrics
+    from proxy.workload_identity import WorkloadCredentials
 
 log = logging.getLogger("tether.sidecar")
 
@@ -95,6 +91,7 @@ class Sidecar:
         self._tracer = Tracer(settings.tracing, settings.app_id)
         self._resiliency: ResiliencyEngine | None = None
         self._reloader: ResiliencyReloader | None = None
+        self._credentials: WorkloadCredentials | None = None
 
     def is_ready(self) -> bool:
         return self._ready
@@ -107,7 +104,7 @@ class Sidecar:
 
     async def start(self) -> None:
         s = self.settings
-        workload = await self._workload_identity() if s.enable_mtls else None
+        credentials = await self._workload_credentials() if s.enable_mtls else None
         resolution = s.name_resolution
         if resolution.component == SQLITE:
             try:
@@ -129,9 +126,8 @@ class Sidecar:
         self._callee = Callee(
             self._app, s.app_api_token, self._health, metrics, self._tracer, s.app_id, access
         )
-        trust_domains = accepted_trust_domains(s.trust_domain, s.access_control, as_caller=True)
         self._client = InternalClient(
-            _security_factory(workload, trust_domains),
+            credentials.security if credentials else None,
             grpc_message_limit(s),
             liveness=resolution.liveness,
         )
@@ -150,7 +146,7 @@ class Sidecar:
             self._reloader = ResiliencyReloader(
                 resiliency, resource_files, s.resources_paths, self._loaded_resiliency
             )
-        await self._start_internal_server(workload)
+        await self._start_internal_server(credentials)
         self._source = self._instance_source()
         try:
             await self._source.start()
@@ -182,6 +178,7 @@ class Sidecar:
             self.is_ready,
             self.request_shutdown,
             (s.app_health, self._health) if s.app_health and self._health else None,
+            credentials.problem if credentials else None,
         )
         observer = None
         if metrics is not None:
@@ -221,6 +218,9 @@ class Sidecar:
             self._prober.start()
         if self._reloader is not None:
             self._reloader.start()
+        if credentials is not None:
+            credentials.on_renewed(self._client.rotate)
+            credentials.start_renewing()
         self._ready = True
         log.log(  # a worker's supervisor logs the one "ready" line for all of them
             logging.DEBUG if s.worker else logging.INFO,
@@ -230,7 +230,7 @@ class Sidecar:
             s.http_port,
             s.internal_listen_address,
             self.internal_port,
-            "on" if workload else "off",
+            "on" if credentials else "off",
         )
 
     def _instance_source(self) -> InstanceSource:
@@ -248,35 +248,31 @@ class Sidecar:
         except SourceSetupError as exc:
             raise StartupError(str(exc)) from exc
 
-    async def _workload_identity(self) -> WorkloadIdentity:
-        s = self.settings
-        try:
-            # Built in a child process: cryptography would stay in this one for good.
-            spiffe = SpiffeId(s.trust_domain, s.namespace, s.app_id)
-            return await issue_in_child(s.certs_dir, spiffe)
-        except CertError as exc:
-            raise StartupError(str(exc)) from exc
+    async def _workload_credentials(self) -> WorkloadCredentials:
+        from proxy.workload_identity import IdentityUnavailable, WorkloadCredentials, fetcher
 
-    async def _start_internal_server(self, workload: WorkloadIdentity | None) -> None:
+        s = self.settings
+        # As a caller: the trust domains a callee's certificate may name.
+        callees = accepted_trust_domains(s.trust_domain, s.access_control, as_caller=True)
+        self._credentials = WorkloadCredentials(*fetcher(s), trust_domains=callees)
+        try:
+            await self._credentials.start()
+        except IdentityUnavailable as exc:
+            raise StartupError(str(exc)) from exc
+        return self._credentials
+
+    async def _start_internal_server(self, credentials: WorkloadCredentials | None) -> None:
         s = self.settings
         callee = self._callee
         service = ServiceInvocation(callee, s.max_body_size, self._metrics)
         limits = CallLimits(s.calls_per_connection, s.calls_per_peer)
         self._mux = MuxService(callee, self._parked, self._metrics, limits)
-        ssl_context = None
-        if workload is not None:
-            from certs.tls import server_ssl_context
-
-            ssl_context = server_ssl_context(workload)
+        accepted = accepted_trust_domains(s.trust_domain, s.access_control)
         server = GrpcServer(
             {**service.methods(), **self._mux.methods()},
             max_message_size=grpc_message_limit(s),
-            ssl_context=ssl_context,
-            identify=(
-                caller_identifier(accepted_trust_domains(s.trust_domain, s.access_control))
-                if workload
-                else None
-            ),
+            ssl_context=credentials.listening_context() if credentials else None,
+            identify=caller_identifier(accepted) if credentials else None,
         )
         address = f"{s.internal_listen_address}:{s.internal_grpc_port}"
         try:
@@ -312,6 +308,8 @@ class Sidecar:
         """Drain: leave the registry first (no new callers), then finish requests in flight."""
         self._ready = False
         grace = self.settings.graceful_shutdown_seconds
+        if self._credentials is not None:
+            await self._credentials.close()
         if self._prober is not None:
             await self._prober.stop()
         if self._reloader is not None:
@@ -353,21 +351,6 @@ def grpc_message_limit(settings: SidecarSettings) -> int:
     requests with many headers fail; headers get their own allowance here.
     """
     return max(settings.max_body_size, CHUNK_SIZE) + 1024 * 1024
-
-
-def _security_factory(
-    workload: WorkloadIdentity | None, trust_domains: frozenset[str]
-) -> PeerSecurity | None:
-    if workload is None:
-        return None
-    from certs.tls import channel_credentials, channel_options_for_peer, client_ssl_context
-
-    credentials = channel_credentials(workload)
-
-    def factory(peer: SpiffeId) -> tuple[grpc.ChannelCredentials, list[tuple[str, str]]]:
-        return credentials, channel_options_for_peer(peer)
-
-    return PeerSecurity(factory, client_ssl_context(workload), trust_domains)
 
 
 async def run_sidecar(settings: SidecarSettings) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from proxy.config.access_control import parse_access_control
+from proxy.config.mtls import MtlsSpec, parse_mtls
 from proxy.config.name_resolution import (
     NameResolutionSettings,
     parse_name_resolution,
@@ -25,9 +26,22 @@ API_VERSION = "dapr.io/v1alpha1"
 KIND = "Configuration"
 
 _TOP_LEVEL_KEYS = ("apiVersion", "kind", "metadata", "spec")
-_IMPLEMENTED_SPEC_KEYS = ("nameResolution", "metric", "metrics", "tracing", "accessControl")
-_UNIMPLEMENTED_SPEC_KEYS = (
+_IMPLEMENTED_SPEC_KEYS = (
+    "nameResolution",
+    "metric",
+    "metrics",
+    "tracing",
+    "accessControl",
     "mtls",
+)
+# spec.mtls keys a sidecar does not use, and where they belong instead.
+_NOT_FOR_A_SIDECAR = {
+    "enabled": "a sidecar's mTLS is switched by --enable-mtls",
+    "sentryAddress": "a sidecar's Sentry is given by --sentry-address",
+    "controlPlaneTrustDomain": "a sidecar takes it from --control-plane-trust-domain",
+    "tokenValidators": "a Sentry setting (tether sentry --config), not a sidecar's",
+}
+_UNIMPLEMENTED_SPEC_KEYS = (
     "features",
     "appHttpPipeline",
     "httpPipeline",
@@ -78,6 +92,8 @@ class ConfigurationSettings:
     tracing: TracingSettings = field(default_factory=TracingSettings)
     # None: no access control (Dapr's default: every caller may call every method).
     access_control: AccessControlSpec | None = None
+    # spec.mtls: the lifetimes of certificates from the local CA (None: not set).
+    mtls: MtlsSpec | None = None
 
 
 def _read_yaml(path: Path, problems: Problems) -> object:
@@ -178,6 +194,7 @@ class _Draft:
     tracing: object = None
     tracing_at: int | None = None
     access_control: AccessControlSpec | None = None
+    mtls: MtlsSpec | None = None
 
 
 def _settings(problems: Problems, document: object) -> _Draft:
@@ -205,6 +222,11 @@ def _settings(problems: Problems, document: object) -> _Draft:
                 draft.tracing, draft.tracing_at = value, len(problems)
             elif key == "accessControl":
                 draft.access_control = parse_access_control(problems, value)
+            elif key == "mtls":
+                draft.mtls = parse_mtls(problems, value)
+                for given in draft.mtls.given():
+                    if given in _NOT_FOR_A_SIDECAR:
+                        problems.add(f"spec.mtls.{given}", _NOT_FOR_A_SIDECAR[given])
             elif key in _UNIMPLEMENTED_SPEC_KEYS:
                 problems.add(f"spec.{key}", "not supported yet by tether")
             else:
@@ -229,5 +251,5 @@ def load_configuration(path: Path, env: Mapping[str, str] | None = None) -> Conf
         at = len(lines) if draft.tracing_at is None else draft.tracing_at
         raise ConfigError([*lines[:at], *tracing_problems, *lines[at:]])
     return ConfigurationSettings(
-        draft.name, draft.name_resolution, draft.metric, tracing, draft.access_control
+        draft.name, draft.name_resolution, draft.metric, tracing, draft.access_control, draft.mtls
     )

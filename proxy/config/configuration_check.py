@@ -45,6 +45,11 @@ def summarize(settings: ConfigurationSettings) -> list[str]:
     tracing = settings.tracing
     lines.append(f"tracing: sampling rate {tracing.sampling_rate:g}")
     lines.extend(_access_control(settings.access_control))
+    mtls = settings.mtls
+    if mtls is not None and mtls.given():
+        ttl = "24h" if mtls.workload_cert_ttl is None else f"{mtls.workload_cert_ttl:g}s"
+        skew = "15m" if mtls.allowed_clock_skew is None else f"{mtls.allowed_clock_skew:g}s"
+        lines.append(f"local CA certificates: lifetime {ttl}, clock skew {skew}")
     return lines
 
 

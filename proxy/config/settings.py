@@ -16,6 +16,7 @@ from certs.spiffe import validate_app_id, validate_namespace
 from proxy.app.health import HealthCheckSettings
 from proxy.config.configuration import MetricConfig
 from proxy.config.name_resolution import NameResolutionSettings
+from proxy.config.sentry_settings import SentrySettings
 from proxy.core.access_policy import AccessControlSpec
 from proxy.core.errors import UsageError
 from proxy.discovery.registry import default_registry_path
@@ -64,6 +65,11 @@ class SidecarSettings:
     config_path: Path | None = None
     enable_mtls: bool = False
     certs_dir: Path = field(default_factory=lambda: Path("~/.tether/certs").expanduser())
+    # --sentry-address and its environment: certificates from a Sentry, not from certs_dir.
+    sentry: SentrySettings | None = None
+    # The local CA's certificates (spec.mtls of the Configuration; Sentry's defaults).
+    workload_cert_ttl: float = 24 * 3600.0
+    allowed_clock_skew: float = 15 * 60.0
     log_level: str = "info"
     log_as_json: bool = False
     metrics_enabled: bool = True

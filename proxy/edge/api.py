@@ -42,8 +42,11 @@ class ApiHandler:
         is_ready: Callable[[], bool],
         request_shutdown: Callable[[], None],
         app_health: tuple[HealthCheckSettings, AppHealthState] | None = None,
+        certificate_problem: Callable[[], str | None] | None = None,
     ) -> None:
         self._app_health = app_health
+        # With mTLS: why the workload certificate cannot be trusted to work (None: it can).
+        self._certificate_problem = certificate_problem
         self._app_id = app_id
         self._invoke = invoke
         self._app_connection = app_connection
@@ -119,6 +122,12 @@ class ApiHandler:
                     500, dapr_errors.ERR_HEALTH_NOT_READY, "dapr is not ready: [servers]"
                 )
             )
+        if self._certificate_unusable():
+            return HttpResponse.of(
+                dapr_errors.error_json(
+                    500, dapr_errors.ERR_HEALTH_NOT_READY, "dapr is not ready: [certificate]"
+                )
+            )
         if self._app_health is not None and not self._app_health[1].healthy:
             return HttpResponse.of(
                 dapr_errors.error_json(
@@ -127,8 +136,12 @@ class ApiHandler:
             )
         return HttpResponse(204, [])
 
+    def _certificate_unusable(self) -> bool:
+        return self._certificate_problem is not None and self._certificate_problem() is not None
+
     def _healthz_outbound(self) -> HttpResponse:
-        if not self._is_ready():
+        # Calls to other sidecars need the certificate: expired, they would all fail.
+        if not self._is_ready() or self._certificate_unusable():
             return HttpResponse.of(
                 dapr_errors.error_json(
                     500, dapr_errors.ERR_OUTBOUND_HEALTH_NOT_READY, "dapr outbound is not ready"

@@ -28,6 +28,9 @@ from proxy.hop.wire import INLINE_LIMIT, MUX_CALL_TIMEOUT
 from proxy.observability.trace_propagation import grpc_trace_metadata, metadata_trace
 from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc
 
+# How long connections made with a replaced certificate may finish their calls.
+DRAIN_GRACE = 30.0
+
 # Builds (credentials, extra channel options) for a peer; None means plaintext.
 SecurityFactory = Callable[[SpiffeId], tuple[grpc.ChannelCredentials, list[tuple[str, str]]]]
 
@@ -104,6 +107,8 @@ class InternalClient:
         self._mux: dict[tuple[str, SpiffeId], MuxConnection] = {}
         # Peers that answered UNIMPLEMENTED to Multiplex/Connect (daprd).
         self._without_mux: set[str] = set()
+        # Connections made with replaced credentials, finishing their calls (rotate()).
+        self._retiring: set[asyncio.Task[None]] = set()
 
     def _peer(self, key: tuple[str, SpiffeId]) -> _PeerChannel:
         cached = self._channels.get(key)
@@ -138,6 +143,23 @@ class InternalClient:
                 )
             self._lean[key] = channel
         return channel
+
+    def rotate(self, security: PeerSecurity, drain_grace: float = DRAIN_GRACE) -> None:
+        """Renewed credentials: new connections are made with ``security``; the open ones
+        take no new calls and close once theirs are done (after ``drain_grace`` s at most)."""
+        self._security = security
+        mux, lean, channels = self._mux, self._lean, self._channels
+        self._mux, self._lean, self._channels = {}, {}, {}
+        loop = asyncio.get_running_loop()
+        retiring = [
+            _retire_lean(mux.get(key), channel, drain_grace) for key, channel in lean.items()
+        ]
+        # grpcio: close(grace) refuses new calls at once and lets the open ones run.
+        retiring += [_retire_grpc(cached.channel, drain_grace) for cached in channels.values()]
+        for closing in retiring:
+            task = loop.create_task(closing)
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
     def discard(self, endpoint: Endpoint, peer: SpiffeId) -> None:
         """Drop a peer's connections after a connection-level failure so the next call redials."""
@@ -262,6 +284,11 @@ class InternalClient:
         return _remote_response(response, Body(response.message.data.value), CALL_LOCAL)
 
     async def close(self) -> None:
+        retiring = list(self._retiring)
+        for task in retiring:
+            task.cancel()  # each closes its connections on the way out
+        if retiring:
+            await asyncio.wait(retiring)
         for connection in self._mux.values():
             await connection.close()
         self._mux.clear()
@@ -272,6 +299,24 @@ class InternalClient:
         self._channels.clear()
         for channel in channels:
             await channel.close()
+
+
+async def _retire_lean(mux: MuxConnection | None, lean: Channel, grace: float) -> None:
+    try:
+        if mux is not None:
+            await mux.drain(grace)
+    finally:
+        lean.close()
+        if mux is not None:
+            await mux.close()
+
+
+async def _retire_grpc(channel: grpc.aio.Channel, grace: float) -> None:
+    try:
+        await channel.close(grace)
+    except asyncio.CancelledError:
+        await channel.close(None)
+        raise
 
 
 async def _write_rest(

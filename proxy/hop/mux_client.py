@@ -9,6 +9,7 @@ are handed over in the connection's read callback: no reader task."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import AsyncIterator
 from typing import Protocol
@@ -49,6 +50,10 @@ class MuxConnection:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[mux_pb2.MuxFrame]] = {}
         self._answered = False
+        # Response bodies handed out (by ticket) whose fetch has not finished.
+        self._bodies = 0
+        # Set by drain(): when nothing is pending, the connection may close.
+        self._quiet: asyncio.Event | None = None
         # Set once the peer has accepted the stream (or the stream is over).
         self._opened = asyncio.Event()
         self.broken = False
@@ -109,6 +114,8 @@ class MuxConnection:
             if deadline is not None:
                 deadline.sent()
             reply = await answer
+            if reply.body_ticket:
+                self._bodies += 1  # counted before the quiet check below: a fetch is to come
         except asyncio.CancelledError:
             if deadline is not None and deadline.interrupted():
                 raise _deadline_exceeded() from None
@@ -117,6 +124,7 @@ class MuxConnection:
             if timer is not None:
                 timer.cancel()
             self._pending.pop(call_id, None)
+            self._check_quiet()
         if reply.HasField("error"):
             raise InvocationFailed(reply.error.message, grpc_code_name(reply.error.code))
         response = reply.response
@@ -124,13 +132,26 @@ class MuxConnection:
         rest = self._fetch(reply.body_ticket) if reply.body_ticket else None
         return response, Body(head, rest)
 
+    async def drain(self, grace: float) -> None:
+        """No new calls come here any more (the caller dialled a new connection): let
+        the calls in flight and their bodies finish, for up to ``grace`` seconds, then
+        close."""
+        self._quiet = asyncio.Event()
+        self._check_quiet()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await self._quiet.wait()
+        await self.close()
+
+    def _check_quiet(self) -> None:
+        if self._quiet is not None and not self._pending and self._bodies == 0:
+            self._quiet.set()
+
     async def _fetch(self, ticket: int) -> AsyncIterator[bytes]:
         # Its own stream, so a large download never holds up the shared one.
+        stream: ClientStream | None = None
         try:
             stream = await self._channel.open(FETCH_BODY)
-        except RpcError as exc:
-            raise InvocationFailed(exc.message or "body fetch failed", exc.code) from exc
-        try:
             stream.write(mux_pb2.BodyTicket(ticket=ticket).SerializeToString())
             stream.end()
             while (payload := await stream.read()) is not None:
@@ -141,7 +162,10 @@ class MuxConnection:
         except RpcError as exc:
             raise InvocationFailed(exc.message or "body fetch failed", exc.code) from exc
         finally:
-            stream.cancel()
+            if stream is not None:
+                stream.cancel()
+            self._bodies -= 1
+            self._check_quiet()
 
     # StreamListener: called from the connection's read callback.
 

@@ -15,7 +15,7 @@ spec:
     configuration: {updateInterval: "5 s", tableName: nodes}
   metric: {enabled: maybe}
   tracing: {stdout: 1, otel: {endpointAddress: "c:4317", timeout: "0s"}}
-  mtls: {enabled: true}
+  mtls: {enabled: true, workloadCertTTL: 0s}
 """
 
 
@@ -32,7 +32,8 @@ def test_every_configuration_problem_at_once_and_no_traceback(cluster: Cluster) 
         f"tether: error: {path}: spec.metric.enabled: expected true or false, got a string",
         f"tether: error: {path}: spec.tracing.stdout: expected true or false, got an integer",
         f"tether: error: {path}: spec.tracing.otel.timeout: must be more than 0",
-        f"tether: error: {path}: spec.mtls: not supported yet by tether",
+        f"tether: error: {path}: spec.mtls.workloadCertTTL: must be longer than 0s",
+        f"tether: error: {path}: spec.mtls.enabled: a sidecar's mTLS is switched by --enable-mtls",
     ]
     assert "Traceback" not in result.stderr
     assert result.stdout == ""

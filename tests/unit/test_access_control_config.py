@@ -207,11 +207,11 @@ def test_config_check_reports_all_files(tmp_path: Path) -> None:
         + " operations: [{name: /op1, httpVerb: [GET], action: allow}]}\n"
     )
     bad = tmp_path / "bad.yaml"
-    bad.write_text(HEADER + "  accessControl: {defaultAction: maybe}\n  mtls: {}\n")
+    bad.write_text(HEADER + "  accessControl: {defaultAction: maybe}\n  secrets: {}\n")
     report = check_configurations([good, bad])
     assert report.problems == [
         f'{bad}: spec.accessControl.defaultAction: expected allow or deny, got "maybe"',
-        f"{bad}: spec.mtls: not supported yet by tether",
+        f"{bad}: spec.secrets: not supported yet by tether",
     ]
     assert len(report.notes) == 1
     assert report.notes[0].startswith(f"{good}: spec.accessControl.defaultAction: not set")

@@ -108,7 +108,7 @@ spec:
         'kind: expected "Configuration", got "Resiliency"',
         "metadata.name: missing",
         'spec.nameResolutoin: unknown field (did you mean "nameResolution"?)',
-        "spec.mtls: not supported yet by tether",
+        "spec.mtls.enabled: a sidecar's mTLS is switched by --enable-mtls",
         "spec.bogus: unknown field",
     ]
 
@@ -138,7 +138,6 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "key",
     [
-        "mtls",
         "features",
         "appHttpPipeline",
         "httpPipeline",
@@ -328,9 +327,9 @@ def test_an_environment_problem_is_reported_once_with_a_tracing_section(tmp_path
 
 
 def test_tracing_problems_come_with_the_others_in_file_order(tmp_path: Path) -> None:
-    text = HEADER + "spec:\n  metric: {enabled: 2}\n  tracing: {stdout: 1}\n  mtls: {}\n"
+    text = HEADER + "spec:\n  metric: {enabled: 2}\n  tracing: {stdout: 1}\n  secrets: {}\n"
     assert problems(tmp_path, text) == [
         "spec.metric.enabled: expected true or false, got an integer",
         "spec.tracing.stdout: expected true or false, got an integer",
-        "spec.mtls: not supported yet by tether",
+        "spec.secrets: not supported yet by tether",
     ]
