@@ -60,6 +60,7 @@ def crafted_identity(
         ),
         certificate_chain_pem=pem + chain,
         trust_bundle_pem=issuer.trust_bundle_pem,
+        not_before=now - timedelta(minutes=5),
         not_after=now + timedelta(hours=1),
     )
 
