@@ -8,10 +8,12 @@ enough to call this sidecar healthy: pure timing on plain values, no clock of it
   10 s, but never more than a quarter of the time left, so even a certificate of a
   few seconds gets several tries before it expires.
 - The certificate is reported unhealthy once three quarters of its lifetime have
-  passed without a renewal: a quarter of the lifetime of failed attempts (6 h, some
-  2000 tries, at the default 24 h) is a persistent fault, and the remaining quarter
-  (6 h) leaves time to restart the sidecar or repair the CA before calls fail.
-  An expired certificate is always unhealthy.
+  passed without a renewal and at least one attempt has failed: a quarter of the
+  lifetime of failed attempts (6 h, some 2000 tries, at the default 24 h) is a
+  persistent fault, and the remaining quarter (6 h) leaves time to restart the
+  sidecar or repair the CA before calls fail. A renewal that is merely slow (a busy
+  machine, a first attempt still running) is not a fault. An expired certificate is
+  always unhealthy.
 """
 
 from __future__ import annotations
@@ -49,10 +51,11 @@ class Lifetime:
     def unhealthy_at(self) -> datetime:
         return self.not_before + self.length * UNHEALTHY_AFTER
 
-    def health(self, now: datetime) -> CertificateHealth:
+    def health(self, now: datetime, failures: int) -> CertificateHealth:
+        """``failures``: renewal attempts that failed since the last success."""
         if now >= self.not_after:
             return CertificateHealth.EXPIRED
-        if now >= self.unhealthy_at():
+        if failures > 0 and now >= self.unhealthy_at():
             return CertificateHealth.RENEWAL_FAILING
         return CertificateHealth.GOOD
 

@@ -8,8 +8,8 @@ and handing out TLS credentials made from the current one.
   theirs.
 - Clients get a new ``PeerSecurity`` through ``on_renewed``; the internal client
   dials new connections with it and lets the old ones drain.
-- ``problem()`` says why ``/v1.0/healthz`` must fail: renewal has kept failing for
-  a quarter of the lifetime, or the certificate has expired (certs.renewal).
+- ``problem()`` says why ``/v1.0/healthz`` must fail: renewal has kept failing until
+  three quarters of the lifetime, or the certificate has expired (certs.renewal).
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ class WorkloadCredentials:
         """None while the certificate may be trusted to work; else what is wrong."""
         if self._identity is None:
             return None  # not started: readiness reports that
-        health = self._lifetime().health(self._clock())
+        health = self._lifetime().health(self._clock(), self._failures)
         if health is CertificateHealth.GOOD:
             return None
         return f"workload certificate {health.value}"
@@ -203,7 +203,7 @@ class WorkloadCredentials:
 
     def _report_health(self) -> None:
         """Log each change of the certificate's health once, saying why."""
-        health = self._lifetime().health(self._clock())
+        health = self._lifetime().health(self._clock(), self._failures)
         if health is self._reported:
             return
         self._reported = health

@@ -120,7 +120,10 @@ def test_failures_are_retried_and_the_health_follows_the_clock(ca_dir: Path) -> 
         clock[0] = identity.not_before + life * 0.74
         assert credentials.problem() is None
         clock[0] = identity.not_before + life * 0.76
+        assert credentials.problem() is None  # no attempt has failed: not a fault yet
+        credentials._failures = 1  # as after a failed attempt (the loop below does it for real)
         assert credentials.problem() == "workload certificate renewal failing"
+        credentials._failures = 0
         clock[0] = identity.not_after
         assert credentials.problem() == "workload certificate expired"
         # Three failures (retried after 1 s, 2 s), then a renewal: healthy again.

@@ -45,19 +45,24 @@ def test_retries_go_on_after_expiry() -> None:
     assert next_attempt(DAPR, 9, DAPR.not_after + timedelta(hours=1)) == RETRY_INTERVAL
 
 
-def test_healthy_until_three_quarters_of_the_lifetime() -> None:
+def test_healthy_until_three_quarters_of_the_lifetime_with_renewal_failing() -> None:
     short = Lifetime(ISSUED, ISSUED + timedelta(seconds=8))
-    assert short.health(ISSUED) is CertificateHealth.GOOD
-    assert short.health(ISSUED + timedelta(seconds=5.99)) is CertificateHealth.GOOD
-    assert short.health(ISSUED + timedelta(seconds=6)) is CertificateHealth.RENEWAL_FAILING
-    assert short.health(ISSUED + timedelta(seconds=7.99)) is CertificateHealth.RENEWAL_FAILING
+    assert short.health(ISSUED, 1) is CertificateHealth.GOOD
+    assert short.health(ISSUED + timedelta(seconds=5.99), 1) is CertificateHealth.GOOD
+    assert short.health(ISSUED + timedelta(seconds=6), 1) is CertificateHealth.RENEWAL_FAILING
+    assert short.health(ISSUED + timedelta(seconds=7.99), 3) is CertificateHealth.RENEWAL_FAILING
+
+
+def test_a_renewal_that_is_slow_but_has_not_failed_is_no_fault() -> None:
+    short = Lifetime(ISSUED, ISSUED + timedelta(seconds=8))
+    assert short.health(ISSUED + timedelta(seconds=7.99), 0) is CertificateHealth.GOOD
 
 
 def test_an_expired_certificate_is_never_healthy() -> None:
     short = Lifetime(ISSUED, ISSUED + timedelta(seconds=8))
     for later in (0, 1, 3600, 10**7):
         now = short.not_after + timedelta(seconds=later)
-        assert short.health(now) is CertificateHealth.EXPIRED
+        assert short.health(now, 0) is CertificateHealth.EXPIRED
 
 
 def test_the_unhealthy_mark_leaves_a_quarter_of_the_lifetime() -> None:
