@@ -31,8 +31,14 @@ ALLOWED: dict[str, set[str]] = {
     "proxy.hop": {"proxy.core", "proxy.protos", "proxy.grpcwire", "resiliency", "certs", *STAGES},
     "proxy.edge": {"proxy.core", "proxy.hop", "proxy.app", "proxy.observability"},
     # The CA service: proxy.config for proxy.config.mtls only (Sentry's spec.mtls).
-    "sentry": {"certs", "yamlcheck", "proxy.protos", "proxy.core", "proxy.config",
-               "proxy.observability"},  # fmt: skip
+    "sentry": {
+        "certs",
+        "yamlcheck",
+        "proxy.protos",
+        "proxy.core",
+        "proxy.config",
+        "proxy.observability",
+    },
 }
 
 
