@@ -82,6 +82,17 @@ class CertificateAuthority:
         return signed.response
 
 
+def health_answer(
+    serving: bool, now: datetime, issuer_not_after: datetime
+) -> tuple[int, bytes, str]:
+    """GET /healthz: 200 while the CA serves and its issuer can still sign, else 503."""
+    if not serving:
+        return 503, b"not serving yet\n", "text/plain"
+    if now >= issuer_not_after:
+        return 503, b"the issuer certificate has expired\n", "text/plain"
+    return 200, b"ok\n", "text/plain"
+
+
 async def run_sentry(settings: SentrySettings, clock: Clock = _utc_now) -> None:
     """Serve until SIGTERM or SIGINT. Bad issuer files raise CertError before any port opens."""
     issuer = load_issuer(settings.issuer_dir, clock())
@@ -95,8 +106,7 @@ async def run_sentry(settings: SentrySettings, clock: Clock = _utc_now) -> None:
     serving = False
 
     def healthz() -> tuple[int, bytes, str]:
-        healthy = serving and clock() < issuer.not_after
-        return (200, b"ok\n", "text/plain") if healthy else (503, b"not ready\n", "text/plain")
+        return health_answer(serving, clock(), issuer.not_after)
 
     def scrape() -> tuple[int, bytes, str]:
         return 200, metrics.exposition(), "text/plain; version=0.0.4; charset=utf-8"

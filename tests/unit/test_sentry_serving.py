@@ -48,3 +48,12 @@ def test_a_renewed_certificate_reaches_the_fetcher_once() -> None:
     assert credentials.current is second
     assert credentials._fetch() is not None
     assert credentials._fetch() is None
+
+
+def test_healthz_is_503_until_serving_and_after_the_issuer_expires() -> None:
+    from sentry.server import health_answer
+
+    later = NOW + timedelta(days=1)
+    assert health_answer(False, NOW, later)[0] == 503
+    assert health_answer(True, NOW, later)[0] == 200
+    assert health_answer(True, later, later)[0] == 503

@@ -85,7 +85,7 @@ spec:
         "spec.mtls.enabled: is for sidecars",
         "spec.mtls.sentryAddress: is for sidecars",
         "spec.mtls.tokenValidators[0].name: the kubernetes validator (service-account tokens",
-        "spec.mtls.tokenValidators[1].name: the \"jwks\" validator is not built yet",
+        'spec.mtls.tokenValidators[1].name: the "jwks" validator is not built yet',
         "spec.mtls.tokenValidators[2].options: the insecure validator takes no options",
     ]
     for fragment in expected:
