@@ -333,6 +333,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in argv:
         split = argv.index("--")
         argv, command_line = argv[:split], argv[split + 1 :]
+    if argv[:1] == ["sentry"]:  # the CA service has its own package and flags
+        from sentry.cli import main as sentry_main
+
+        return sentry_main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
         if args.command == "certs":
