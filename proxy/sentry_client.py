@@ -100,15 +100,18 @@ def _ask(request: dict[str, object]) -> WorkloadIdentity:
                     ) from exc
         time.sleep(pause)
         pause *= 2
-    leaf = bytes(answer.workload_certificate)
-    if not leaf.strip():
+    chain = _with_newline(bytes(answer.workload_certificate))
+    if not chain.strip():
         raise CertError(f"Sentry at {address} answered without a certificate")
-    lifetime = check_leaf(leaf, key_pem, spiffe_id)
-    chain = b"".join(_with_newline(bytes(pem)) for pem in answer.trust_chain_certificates)
+    lifetime = check_leaf(chain, key_pem, spiffe_id)  # the first certificate is the leaf
+    if chain.count(b"-----BEGIN CERTIFICATE-----") == 1:
+        # Dapr's Sentry before 1.10 sent the leaf alone and the issuer chain beside it;
+        # since then (and tether's) the leaf with its chain, and the anchors beside it.
+        chain += b"".join(_with_newline(bytes(pem)) for pem in answer.trust_chain_certificates)
     return WorkloadIdentity(
         spiffe_id=spiffe_id,
         private_key_pem=key_pem,
-        certificate_chain_pem=_with_newline(leaf) + chain,
+        certificate_chain_pem=chain,
         trust_bundle_pem=anchors,
         not_after=lifetime.not_after,
         not_before=lifetime.not_before,

@@ -19,7 +19,12 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from certs.authority import Issuer
 from certs.errors import CaInvalid, InvalidSpiffeId
 from certs.spiffe import SpiffeId
-from certs.workload import DEFAULT_CLOCK_SKEW, DEFAULT_WORKLOAD_TTL, sign_workload_certificate
+from certs.workload import (
+    DEFAULT_CLOCK_SKEW,
+    DEFAULT_WORKLOAD_TTL,
+    sign_workload_certificate,
+    with_newline,
+)
 from proxy.protos import sentry_pb2
 from sentry.tokens import TokenRefused, VerifyingKey, check_token_for
 
@@ -182,11 +187,14 @@ def sign_request(
         )
     except CaInvalid as exc:
         raise SignRefused("FAILED_PRECONDITION", str(exc), SIGN) from None
+    # Dapr's shape (pkg/sentry/server, 1.10+): the leaf followed by the issuer chain,
+    # which daprd presents as is, and the trust anchors beside it.
     response = sentry_pb2.SignCertificateResponse(
-        workload_certificate=leaf.public_bytes(serialization.Encoding.PEM),
+        workload_certificate=leaf.public_bytes(serialization.Encoding.PEM)
+        + with_newline(issuer.chain_pem),
         trust_chain_certificates=[
             cert.public_bytes(serialization.Encoding.PEM)
-            for cert in x509.load_pem_x509_certificates(issuer.chain_pem)
+            for cert in x509.load_pem_x509_certificates(issuer.trust_bundle_pem)
         ],
     )
     response.valid_until.FromDatetime(leaf.not_valid_after_utc)

@@ -74,6 +74,8 @@ class StandInSentry:
         except Exception as exc:  # a stand-in: any bad input is INVALID_ARGUMENT
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad request: {exc}")
         leaf = _leaf(self._issuer, csr, spiffe, datetime.now(UTC), self.ttl, self.skew)
+        # Dapr's pre-1.10 shape (the leaf alone, the issuer chain beside it), which the
+        # client still takes; tether sentry's own answer has the 1.10+ shape.
         answer = sentry_pb2.SignCertificateResponse(
             workload_certificate=leaf.public_bytes(serialization.Encoding.PEM),
             trust_chain_certificates=[self._issuer.chain_pem],

@@ -58,9 +58,14 @@ def test_sentry_signs_only_what_the_token_names(cluster: Cluster, tmp_path: Path
         ExtendedKeyUsageOID.SERVER_AUTH,
         ExtendedKeyUsageOID.CLIENT_AUTH,
     }
-    # The chain: leaf <- issuer (trust_chain_certificates, issuer first) <- ca.crt.
-    issuer = x509.load_pem_x509_certificate(answer.trust_chain_certificates[0])
+    # Dapr's shape: workload_certificate is the leaf then its issuer chain (what daprd
+    # presents), trust_chain_certificates the trust anchors (ca.crt).
+    leaf_again, issuer = x509.load_pem_x509_certificates(answer.workload_certificate)
+    assert leaf_again == leaf
     root = x509.load_pem_x509_certificate((ca_dir / "ca.crt").read_bytes())
+    assert [x509.load_pem_x509_certificate(pem) for pem in answer.trust_chain_certificates] == [
+        root
+    ]
     leaf.verify_directly_issued_by(issuer)
     issuer.verify_directly_issued_by(root)
     # Dapr's window: NotBefore = now - 15m, NotAfter = now + 24h.

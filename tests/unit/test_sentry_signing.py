@@ -97,7 +97,12 @@ def test_the_leaf_has_daprs_shape(issuer: Issuer, files: CaFiles) -> None:
     assert leaf.not_valid_before_utc == NOW - timedelta(minutes=15)
     assert leaf.not_valid_after_utc == NOW + timedelta(hours=24)
     assert signed.response.valid_until.ToDatetime(UTC) == leaf.not_valid_after_utc
-    assert list(signed.response.trust_chain_certificates) == [files.issuer_cert_pem]
+    # Dapr's shape: the leaf followed by the issuer chain, and the anchors beside it.
+    chain = x509.load_pem_x509_certificates(signed.response.workload_certificate)
+    assert [c.public_bytes(serialization.Encoding.PEM) for c in chain[1:]] == [
+        files.issuer_cert_pem
+    ]
+    assert list(signed.response.trust_chain_certificates) == [files.ca_cert_pem]
 
 
 def test_the_window_follows_the_configuration(issuer: Issuer) -> None:
