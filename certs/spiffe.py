@@ -90,3 +90,9 @@ class SpiffeId:
         path = f"/ns/{self.namespace}/{self.app_id}".encode()
         label = base64.b32encode(hashlib.sha256(path).digest()).decode("ascii").rstrip("=")
         return f"id-{label.lower()}.{PEER_NAME_SUFFIX}"
+
+    def exact_name(self) -> str:
+        """A DNS name for this whole SPIFFE ID, trust domain included: where the caller
+        knows all of it (a sidecar pinning its Sentry) it pins this instead."""
+        label = base64.b32encode(hashlib.sha256(str(self).encode()).digest()).decode("ascii")
+        return f"sid-{label.rstrip('=').lower()}.{PEER_NAME_SUFFIX}"

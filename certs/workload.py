@@ -26,13 +26,20 @@ def issue_workload_identity(
     now: datetime,
     ttl: timedelta = DEFAULT_WORKLOAD_TTL,
     clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+    extra_dns_names: tuple[str, ...] = (),
 ) -> WorkloadIdentity:
     """A new key and a leaf certificate with the SPIFFE URI SAN and its peer-name DNS SAN."""
     # Dapr uses Ed25519 here; ECDSA P-256 is what gRPC's BoringSSL handshakes fastest and
     # what every TLS peer (including older Dapr sidecars) is sure to accept.
     key = ec.generate_private_key(ec.SECP256R1())
     certificate = sign_workload_certificate(
-        issuer, spiffe_id, key.public_key(), now, ttl=ttl, clock_skew=clock_skew
+        issuer,
+        spiffe_id,
+        key.public_key(),
+        now,
+        ttl=ttl,
+        clock_skew=clock_skew,
+        extra_dns_names=extra_dns_names,
     )
     leaf_pem = certificate.public_bytes(serialization.Encoding.PEM)
     return WorkloadIdentity(

@@ -3,7 +3,7 @@
 process (``python -m proxy.sentry_client``) that makes the key and the CSR, so the
 sidecar never loads cryptography (see certs.issue) and never holds a CA key.
 
-The child pins Sentry by its SPIFFE ID's DNS SAN (``SpiffeId.peer_name()``),
+The child pins Sentry by the DNS SAN of its whole SPIFFE ID (``SpiffeId.exact_name()``),
 verifying its chain against ``DAPR_TRUST_ANCHORS``. Like daprd, it retries a
 Sentry that is unreachable or overloaded (UNAVAILABLE, DEADLINE_EXCEEDED,
 RESOURCE_EXHAUSTED) a few times with a growing pause; a refusal
@@ -55,7 +55,6 @@ def _ask(request: dict[str, object]) -> WorkloadIdentity:
     import grpc
 
     from certs.csr import check_leaf, new_key_and_csr
-    from certs.tls import channel_options_for_peer
     from proxy.protos import sentry_pb2, sentry_pb2_grpc
 
     address = str(request["address"])
@@ -74,7 +73,12 @@ def _ask(request: dict[str, object]) -> WorkloadIdentity:
         # As daprd self-hosted: the insecure validator only when there is no token.
         token_validator=validator.UNKNOWN if token else validator.INSECURE,
     )
-    options = channel_options_for_peer(SpiffeId.parse(str(request["sentry_id"])))
+    # Sentry's whole SPIFFE ID, trust domain included (its certificate carries this name).
+    sentry_name = SpiffeId.parse(str(request["sentry_id"])).exact_name()
+    options = [
+        ("grpc.ssl_target_name_override", sentry_name),
+        ("grpc.default_authority", sentry_name),
+    ]
     credentials = grpc.ssl_channel_credentials(root_certificates=anchors)
     started = time.monotonic()
     pause = 0.5

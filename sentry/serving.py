@@ -51,7 +51,8 @@ def issue_serving_certificate(
         now,
         ttl=ttl,
         clock_skew=clock_skew,
-        extra_dns_names=EXTRA_DNS_NAMES,
+        # The whole ID as a DNS name too, so a sidecar pins Sentry's trust domain as well.
+        extra_dns_names=(*EXTRA_DNS_NAMES, spiffe_id.exact_name()),
     )
     return ServingCertificate(
         private_key_pem=key.private_bytes(

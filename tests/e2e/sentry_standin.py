@@ -36,8 +36,9 @@ class StandInSentry:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._issuer = load_issuer(self.ca_dir, datetime.now(UTC))
+        sentry = SpiffeId("localhost", "default", "dapr-sentry")
         own = issue_workload_identity(
-            self._issuer, SpiffeId("localhost", "default", "dapr-sentry"), datetime.now(UTC)
+            self._issuer, sentry, datetime.now(UTC), extra_dns_names=(sentry.exact_name(),)
         )
         self._credentials = grpc.ssl_server_credentials(
             [(own.private_key_pem, own.certificate_chain_pem)]

@@ -107,3 +107,17 @@ def test_a_sentry_with_another_identity_is_not_trusted(sentry: StandInSentry, ca
     with pytest.raises(CertError, match="cannot get a workload certificate"):
         asyncio.run(request_in_child(pinned, ORDERS, 1))
     assert sentry.requests == []
+
+
+def test_a_sentry_in_another_trust_domain_is_not_trusted(
+    sentry: StandInSentry, ca_dir: Path
+) -> None:
+    pinned = SentrySettings(
+        sentry.address,
+        (ca_dir / "ca.crt").read_bytes(),
+        None,
+        SpiffeId("cluster.local", "default", "dapr-sentry"),  # the stand-in is in localhost
+    )
+    with pytest.raises(CertError, match="cannot get a workload certificate"):
+        asyncio.run(request_in_child(pinned, ORDERS, 1))
+    assert sentry.requests == []

@@ -33,7 +33,11 @@ def test_sentrys_certificate_names_dapr_sentry_and_localhost() -> None:
     assert len(chain) == 2
     san = chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.UniformResourceIdentifier) == [str(identity)]
-    assert san.get_values_for_type(x509.DNSName) == [identity.peer_name(), "localhost"]
+    assert san.get_values_for_type(x509.DNSName) == [
+        identity.peer_name(),
+        "localhost",
+        identity.exact_name(),  # what sidecars pin: trust domain included
+    ]
     assert serving.renew_at() == NOW + timedelta(hours=12)
 
 
