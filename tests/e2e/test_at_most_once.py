@@ -29,11 +29,14 @@ def _two_instances(cluster: Cluster) -> tuple[list[App], list[Sidecar], Sidecar]
     caller = cluster.sidecar("checkout")
     # Both instances known to the caller and answering before anything is killed.
     wait_until(
-        lambda: all(
-            request(caller.http_port, "GET", f"/v1.0/invoke/orders/method/warm-{n}").status == 200
-            for n in range(6)
-        )
-        and all(app.received() for app in apps),
+        lambda: (
+            all(
+                request(caller.http_port, "GET", f"/v1.0/invoke/orders/method/warm-{n}").status
+                == 200
+                for n in range(6)
+            )
+            and all(app.received() for app in apps)
+        ),
         "both instances answer the caller",
     )
     return apps, sidecars, caller
