@@ -17,6 +17,7 @@ Every process it starts is stopped when it ends, also on failure or Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import signal
@@ -237,9 +238,10 @@ def _soak(options: Options, fleet: Fleet, report: Report, say: Callable[[str], N
         now = time.monotonic()
         if now >= next_kill:
             victim = len(report.kills) % 2
-            report.kills.append(_kill(callees[victim]))
+            started, reaped = _kill(callees[victim])
             callees[victim] = fleet.start(f"orders-sidecar-{victim}", callee_argv(victim))
             problem = procs.wait_healthy([callees[victim]], [http_ports[victim]])
+            report.kills.append(Kill(victim, started, reaped, time.monotonic()))
             if problem:
                 report.problems.append(f"restart: {problem}")
                 return
@@ -268,6 +270,8 @@ def _soak(options: Options, fleet: Fleet, report: Report, say: Callable[[str], N
         calls = read_calls(lines)
     logs = [path.read_text().splitlines() if path.exists() else [] for path in app_logs]
     report.verdict = judge(calls, report.kills, executions(logs, prefix))
+    kills = [kill.__dict__ for kill in report.kills]
+    (workdir / "kills.json").write_text(json.dumps(kills, indent=1))
 
 
 def _warm(caller_port: int, app_logs: Sequence[Path]) -> bool:
@@ -285,12 +289,12 @@ def _warm(caller_port: int, app_logs: Sequence[Path]) -> bool:
     return False
 
 
-def _kill(proc: procs.Proc) -> Kill:
-    instance = int(proc.name.split("-")[2])
+def _kill(proc: procs.Proc) -> tuple[float, float]:
+    """SIGKILL and reap; when each happened."""
     start = time.monotonic()
     os.kill(proc.popen.pid, signal.SIGKILL)
     proc.popen.wait(30)
-    return Kill(instance, start, time.monotonic())
+    return start, time.monotonic()
 
 
 def _read_metrics(port: int, report: Report) -> None:
@@ -317,8 +321,10 @@ def render(report: Report) -> str:
         f"calls made                              {v.calls}",
         f"  succeeded                             {v.succeeded}",
         f"  failed                                {v.failed}",
-        f"  failed, allowed by the retry contract {v.allowed} (Dapr's error, in flight on an "
-        "instance while it was killed)",
+        f"  failed, allowed by the retry contract {v.allowed} (Dapr's error, pending on an "
+        "instance when it was killed)",
+        f"    of which sent on its connection after it died, before the caller noticed: "
+        f"{v.allowed_after_death}",
         f"    e.g. {v.allowed_sample or '-'}",
         f"  failed beyond the retry contract      {len(v.beyond)}",
         f"executions seen by the apps             {v.executions} (successful calls "

@@ -2,15 +2,22 @@
 
 The retry contract (README, "Which failures each kind of retry resends"): with only
 Dapr's built-in retries in force, a call may fail only if it may have reached an
-instance that was killed while the call was pending. So a failed call is **allowed**
-exactly when all of these hold, and **beyond the contract** otherwise:
+instance that was killed while the call was pending, as far as the caller can know:
+the caller learns that an instance died only when it reads the reset of its
+connection, so a call it sent on that connection in the meantime may have been
+delivered for all it can tell. So a failed call is **allowed** exactly when all of
+these hold, and **beyond the contract** otherwise:
 
 1. the caller answered it with Dapr's error: HTTP 500, ``errorCode`` ``ERR_DIRECT_INVOKE``
    (not a wire error, a timeout of the load generator, or another code);
-2. it was in flight while an instance was being killed: the interval from writing the
-   request to reading the answer overlaps the interval from sending that instance's
-   sidecar SIGKILL to having reaped it (``time.monotonic()`` in both processes);
-3. if an app executed it, that was the app of the killed instance (a call that the
+2. it was pending while an instance was down: written before that instance's
+   replacement sidecar answered its health check, answered after its sidecar was sent
+   SIGKILL (``time.monotonic()`` in both processes);
+3. its error says the connection was lost under it (``connection lost``), so it went
+   out on a connection made before the kill; written after the killed sidecar had
+   been reaped, it went out on the dead instance's connection before the caller
+   noticed (not through a new connection, which is refused and retried);
+4. if an app ran it, that was the app of the killed instance (a call that the
    surviving instance ran has no excuse to fail).
 
 And for every call: no id is executed more than once (by both apps together), and every
@@ -46,6 +53,7 @@ class Kill:
     instance: int
     start: float  # SIGKILL sent
     end: float  # the process reaped
+    ready: float  # its replacement answered GET /v1.0/healthz
 
 
 @dataclass
@@ -53,7 +61,8 @@ class Verdict:
     calls: int = 0
     succeeded: int = 0
     failed: int = 0
-    allowed: int = 0  # failures the contract allows
+    allowed: int = 0  # failures the contract allows ...
+    allowed_after_death: int = 0  # ... of which written after the killed sidecar was reaped
     allowed_sample: str = ""  # what one of them was answered
     beyond: list[Call] = field(default_factory=list)  # failures it does not
     executions: int = 0  # by both apps, of this run's ids
@@ -66,16 +75,19 @@ class Verdict:
         return self.calls > 0 and not self.beyond and not self.duplicates and not self.lost
 
 
-def allowed_failure(call: Call, kills: Sequence[Kill], ran_on: Sequence[int]) -> bool:
-    """Whether the contract allows this failed call (the module docstring's rules)."""
+def excusing_kill(call: Call, kills: Sequence[Kill], ran_on: Sequence[int]) -> Kill | None:
+    """The kill that the contract allows this failed call to fail by (the module
+    docstring's rules), or None."""
     if call.status != 500 or call.error != DAPR_ERROR:
-        return False
-    return any(
-        call.start <= kill.end
-        and kill.start <= call.end
-        and all(instance == kill.instance for instance in ran_on)
-        for kill in kills
-    )
+        return None
+    for kill in kills:
+        if not (call.start <= kill.ready and kill.start <= call.end):
+            continue
+        if "connection lost" not in call.detail:
+            continue
+        if all(instance == kill.instance for instance in ran_on):
+            return kill
+    return None
 
 
 def judge(
@@ -97,8 +109,10 @@ def judge(
         verdict.failed += 1
         if ran_on:
             verdict.executed_failed += 1
-        if allowed_failure(call, kills, ran_on):
+        kill = excusing_kill(call, kills, ran_on)
+        if kill is not None:
             verdict.allowed += 1
+            verdict.allowed_after_death += call.start > kill.end
             verdict.allowed_sample = verdict.allowed_sample or call.detail
         else:
             verdict.beyond.append(call)

@@ -9,27 +9,38 @@ import pytest
 
 from bench.soak_check import Call, Kill, executions, histogram_quantile, judge
 
-KILL = Kill(instance=1, start=10.0, end=10.1)
+KILL = Kill(instance=1, start=10.0, end=10.1, ready=12.0)
+LOST = "failed to invoke, id: orders, err: rpc error: code = Unavailable desc = connection lost"
 
 
-def failed(call_id: str, start: float, end: float, error: str = "ERR_DIRECT_INVOKE") -> Call:
-    return Call(call_id, start, end, 500, error)
+def failed(
+    call_id: str, start: float, end: float, error: str = "ERR_DIRECT_INVOKE", detail: str = ""
+) -> Call:
+    return Call(call_id, start, end, 500, error, detail)
 
 
 def test_a_failure_in_flight_during_a_kill_is_allowed() -> None:
-    verdict = judge([failed("a", 9.9, 10.05)], [KILL], {"a": [1]})
+    verdict = judge([failed("a", 9.9, 10.05, detail=LOST)], [KILL], {"a": [1]})
     assert (verdict.failed, verdict.allowed, verdict.beyond) == (1, 1, [])
     assert verdict.executed_failed == 1 and verdict.passed
+    assert verdict.allowed_after_death == 0
+
+
+def test_a_call_sent_on_the_dead_connection_before_the_caller_noticed_is_allowed() -> None:
+    verdict = judge([failed("a", 10.3, 10.5, detail=LOST)], [KILL], {})
+    assert verdict.allowed == verdict.allowed_after_death == 1 and verdict.passed
 
 
 @pytest.mark.parametrize(
     ("call", "ran_on"),
     [
-        (failed("a", 10.2, 10.3), []),  # after the kill was over
-        (failed("a", 9.0, 9.9), []),  # before it
-        (failed("a", 9.9, 10.2), [0]),  # the surviving instance ran it
-        (failed("a", 9.9, 10.2, "wire: ConnectionResetError"), []),  # not Dapr's error
-        (Call("a", 9.9, 10.2, 503, "ERR_DIRECT_INVOKE"), []),
+        (failed("a", 12.1, 12.3, detail=LOST), []),  # after the replacement was up
+        (failed("a", 10.2, 10.3, detail="failed to connect"), []),  # a new connection
+        (failed("a", 9.0, 9.9, detail=LOST), []),  # before the kill
+        (failed("a", 9.9, 10.2, detail=LOST), [0]),  # the surviving instance ran it
+        (failed("a", 9.9, 10.2, "wire: ConnectionResetError", LOST), []),  # not Dapr's error
+        (Call("a", 9.9, 10.2, 503, "ERR_DIRECT_INVOKE", LOST), []),
+        (failed("a", 9.9, 10.2, detail="failed to connect"), []),  # retries ran out
     ],
 )
 def test_other_failures_are_beyond_the_contract(call: Call, ran_on: list[int]) -> None:
