@@ -79,6 +79,7 @@ class Report:
     loads: float = math.nan  # dapr_resiliency_loaded on the caller at the end
     rss_mb: tuple[float, float] = (math.nan, math.nan)
     fds: tuple[int, int] = (0, 0)
+    lag_p50: float = math.nan
     lag_p99: float = math.nan
     problems: list[str] = field(default_factory=list)
 
@@ -154,6 +155,7 @@ def _write_policy(path: Path, turn: int) -> None:
 
 def run_soak(options: Options, say: Callable[[str], None] = print) -> Report:
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="tether-soak-"))
+    options = Options(**{**options.__dict__, "workdir": workdir})
     report = Report(options)
     fleet = Fleet(workdir)
     try:
@@ -304,6 +306,8 @@ def _read_metrics(port: int, report: Report) -> None:
         report.problems.append(f"caller metrics: {exc}")
         return
     text = body.decode()
+    (report.options.workdir or Path(".")).joinpath("caller-metrics.txt").write_text(text)
+    report.lag_p50 = histogram_quantile(0.5, text, "tether_event_loop_lag_seconds")
     report.lag_p99 = histogram_quantile(0.99, text, "tether_event_loop_lag_seconds")
     report.loads = sum(
         float(line.rpartition(" ")[2])
@@ -336,7 +340,8 @@ def render(report: Report) -> str:
         f"caller RSS start -> end                 {report.rss_mb[0]:.1f} -> "
         f"{report.rss_mb[1]:.1f} MB",
         f"caller open fds start -> end            {report.fds[0]} -> {report.fds[1]}",
-        f"caller event-loop lag p99               {report.lag_p99 * 1000:.1f} ms",
+        f"caller event-loop lag p99 (p50)         {report.lag_p99 * 1000:.1f} ms "
+        f"({report.lag_p50 * 1000:.1f} ms)",
     ]
     rows += [f"beyond the contract: {call}" for call in v.beyond[:10]]
     rows += [f"executed more than once: {call_id}" for call_id in v.duplicates[:10]]
