@@ -47,6 +47,7 @@ from proxy.hop.mux_quota import CallLimits
 from proxy.hop.mux_server import MuxService, ParkedBodies
 from proxy.hop.peer_identity import accepted_trust_domains, caller_identifier
 from proxy.hop.request_builder import Locality
+from proxy.observability.loop_lag import LoopLagTimer
 from proxy.observability.tracer import Tracer
 from resiliency import BreakerState, ResiliencyConfig, ResiliencyEngine
 
@@ -87,6 +88,7 @@ class Sidecar:
 
             self._metrics = Metrics(settings.app_id, settings.metric.settings())
         self._metrics_http: HttpServer | None = None
+        self._loop_lag: LoopLagTimer | None = None
         # Spans are batched off the request path; a dead collector drops them.
         self._tracer = Tracer(settings.tracing, settings.app_id)
         self._resiliency: ResiliencyEngine | None = None
@@ -214,6 +216,7 @@ class Sidecar:
                     " (choose one with --metrics-port, or --enable-metrics=false)"
                 ) from exc
             self.metrics_port = self._metrics_http.port
+            self._loop_lag = LoopLagTimer(metrics.event_loop_lag).start()
         if self._prober is not None:
             self._prober.start()
         if self._reloader is not None:
@@ -325,6 +328,8 @@ class Sidecar:
 
         if self._http is not None:
             await self._http.stop(left())
+        if self._loop_lag is not None:
+            self._loop_lag.stop()
         if self._metrics_http is not None:
             await self._metrics_http.stop(0)
         if self._mux is not None:

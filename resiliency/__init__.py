@@ -35,8 +35,9 @@ Applying (``resiliency.engine``)::
 ``tether-attempt: N`` when ``policy.attempt_header``). ``classify(response)``
 returns an ``Outcome``: ``SUCCESS`` for Dapr's 200-399, else
 ``Outcome(False, code=status, retry_after=seconds_or_None)``;
-``connection_failure=True`` marks a sidecar-hop Unavailable/Unauthenticated, which
-the built-in service retries retry inside the attempt. ``classify_error(exc)``
+``connection_failure=True`` marks a sidecar-hop Unavailable/Unauthenticated whose
+request provably never reached the callee app, which the built-in service retries
+retry inside the attempt (at most once per execution). ``classify_error(exc)``
 maps an exception to an Outcome (e.g. transport errors to ``TRANSPORT_FAILURE``)
 or returns None to let it propagate. When retries run out ``run`` returns the
 last response or raises the last exception; ``CircuitOpen`` / ``TooManyRequests``

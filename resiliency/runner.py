@@ -34,7 +34,8 @@ class Outcome:
     success: bool
     code: int | None = None  # HTTP 100-599 or gRPC 0-16; None: no code (transport, timeout)
     retry_after: float | None = None  # seconds from Retry-After on 429/503 (extension)
-    connection_failure: bool = False  # sidecar hop Unavailable/Unauthenticated: built-in retries
+    # A sidecar-hop Unavailable/Unauthenticated that never reached the app: built-in retries.
+    connection_failure: bool = False
     permanent: bool = False  # never retry, e.g. a streamed response already reached the caller
 
 

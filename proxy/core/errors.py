@@ -24,11 +24,17 @@ class InvocationFailed(TetherError):
     """Forwarding a call failed before the target app answered.
 
     ``grpc_code`` is the gRPC status name the failure maps to (Dapr's mapping
-    decides the HTTP status at the edge)."""
+    decides the HTTP status at the edge). ``maybe_delivered`` is False only when
+    the request provably never reached the callee app (nothing sent, the connection
+    or stream refused, the callee's own "not started" answer): only then may Dapr's
+    built-in retries send it again."""
 
-    def __init__(self, message: str, grpc_code: str = "INTERNAL") -> None:
+    def __init__(
+        self, message: str, grpc_code: str = "INTERNAL", *, maybe_delivered: bool = True
+    ) -> None:
         super().__init__(message)
         self.grpc_code = grpc_code
+        self.maybe_delivered = maybe_delivered
 
 
 class AppChannelError(TetherError):

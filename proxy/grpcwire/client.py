@@ -45,7 +45,7 @@ async def dial(
     server_name: str | None = None,
     verify_peer: PeerCheck | None = None,
 ) -> ClientConnection:
-    """A new connection; raises RpcError(UNAVAILABLE) when it cannot be made in time.
+    """A new connection; raises RpcError(UNAVAILABLE, refused) when it cannot be made in time.
 
     With TLS the server's certificate must be valid for ``server_name`` (also the
     ``:authority``) and pass ``verify_peer`` (given ``getpeercert()``, raising
@@ -65,28 +65,38 @@ async def dial(
                 server_hostname=server_name if ssl_context is not None else None,
             )
     except TimeoutError:
-        raise RpcError("UNAVAILABLE", f"failed to connect to {address}: timed out") from None
+        raise RpcError(
+            "UNAVAILABLE", f"failed to connect to {address}: timed out", refused=True
+        ) from None
     except ssl.SSLCertVerificationError as exc:
         reason = f"TLS handshake with {address} failed: {exc.verify_message or exc}"
         log.warning("refused the gRPC server at %s: %s", address, reason)
-        raise RpcError("UNAVAILABLE", reason) from exc
+        raise RpcError("UNAVAILABLE", reason, refused=True) from exc
     except ssl.SSLError as exc:
-        raise RpcError("UNAVAILABLE", f"TLS handshake with {address} failed: {exc}") from exc
+        raise RpcError(
+            "UNAVAILABLE", f"TLS handshake with {address} failed: {exc}", refused=True
+        ) from exc
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise RpcError("UNAVAILABLE", f"failed to connect to {address}: {reason}") from exc
+        raise RpcError(
+            "UNAVAILABLE", f"failed to connect to {address}: {reason}", refused=True
+        ) from exc
     if ssl_context is not None:
         tls = transport.get_extra_info("ssl_object")
         if tls is None or tls.selected_alpn_protocol() != "h2":
             transport.abort()
-            raise RpcError("UNAVAILABLE", f"{address} did not negotiate HTTP/2 (ALPN h2)")
+            raise RpcError(
+                "UNAVAILABLE", f"{address} did not negotiate HTTP/2 (ALPN h2)", refused=True
+            )
         if verify_peer is not None:
             try:
                 verify_peer(tls.getpeercert())
             except PeerRefused as exc:
                 transport.abort()
                 log.warning("refused the gRPC server at %s: %s", address, exc.reason)
-                raise RpcError("UNAVAILABLE", f"peer at {address} refused: {exc.reason}") from exc
+                raise RpcError(
+                    "UNAVAILABLE", f"peer at {address} refused: {exc.reason}", refused=True
+                ) from exc
     return connection
 
 
@@ -130,7 +140,7 @@ class Channel:
         if self._closed:
             # Nothing was sent: to the caller this is an unreachable peer (retried as one),
             # e.g. a call that took the channel just before a failure discarded it.
-            raise RpcError("UNAVAILABLE", "channel closed before the call started")
+            raise RpcError("UNAVAILABLE", "channel closed before the call started", refused=True)
         dialing = self._dialing
         if dialing is None:
             dialing = asyncio.get_running_loop().create_task(

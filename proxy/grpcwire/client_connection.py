@@ -169,7 +169,7 @@ class ClientConnection(asyncio.Protocol):
     ) -> ClientStream:
         """Start a call; its headers go out with this iteration's write. Raises RpcError."""
         if not self.usable:
-            raise RpcError("UNAVAILABLE", "connection is closing")
+            raise RpcError("UNAVAILABLE", "connection is closing", refused=True)
         h2conn = self._h2
         stream_id = h2conn.get_next_available_stream_id()
         headers = [
@@ -187,7 +187,7 @@ class ClientConnection(asyncio.Protocol):
         try:
             h2conn.send_headers(stream_id, headers)
         except h2.exceptions.TooManyStreamsError as exc:
-            raise RpcError("UNAVAILABLE", "too many concurrent streams") from exc
+            raise RpcError("UNAVAILABLE", "too many concurrent streams", refused=True) from exc
         stream = ClientStream(self, stream_id, self._settings.max_message_size, listener)
         self._streams[stream_id] = stream
         if timeout is not None:
@@ -318,7 +318,9 @@ class ClientConnection(asyncio.Protocol):
     def _goaway(self, last_stream_id: int, error_code: int) -> None:
         # Streams the server never took are safe to retry elsewhere; the rest may finish.
         self._draining = True
-        refused = Status("UNAVAILABLE", f"received GOAWAY (HTTP/2 error code {error_code})")
+        refused = Status(
+            "UNAVAILABLE", f"received GOAWAY (HTTP/2 error code {error_code})", refused=True
+        )
         for stream_id, stream in list(self._streams.items()):
             if stream_id > last_stream_id:
                 stream.finish(refused)

@@ -23,7 +23,7 @@ _FROM_HTTP = {
 
 # HTTP/2 error code of a RST_STREAM -> the gRPC code; unlisted ones are INTERNAL.
 _FROM_RESET = {
-    0x7: "UNAVAILABLE",  # REFUSED_STREAM: nothing was processed
+    0x7: "UNAVAILABLE",  # REFUSED_STREAM: nothing was processed (marked refused)
     0x8: "CANCELLED",
     0xB: "RESOURCE_EXHAUSTED",  # ENHANCE_YOUR_CALM
     0xC: "PERMISSION_DENIED",  # INADEQUATE_SECURITY
@@ -32,10 +32,13 @@ _FROM_RESET = {
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """The end of a call: ``code`` is the gRPC code name ("OK", "UNAVAILABLE", ...)."""
+    """The end of a call: ``code`` is the gRPC code name ("OK", "UNAVAILABLE", ...).
+    ``refused``: the server provably did not process the call (never sent, refused
+    with REFUSED_STREAM, or beyond a GOAWAY's last stream)."""
 
     code: str
     message: str = ""
+    refused: bool = False
 
     @property
     def ok(self) -> bool:
@@ -48,14 +51,15 @@ OK = Status("OK")
 class RpcError(Exception):
     """A call (or the connection under it) failed; ``code`` is the gRPC code name."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, refused: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.refused = refused  # as Status.refused
 
     @classmethod
     def of(cls, status: Status) -> RpcError:
-        return cls(status.code, status.message)
+        return cls(status.code, status.message, refused=status.refused)
 
 
 def status_from_trailers(headers: list[tuple[bytes, bytes]]) -> Status | None:
@@ -92,4 +96,4 @@ def check_response_head(headers: list[tuple[bytes, bytes]]) -> Status | None:
 
 def status_from_reset(error_code: int) -> Status:
     code = _FROM_RESET.get(error_code, "INTERNAL")
-    return Status(code, f"Received RST_STREAM with error code {error_code}")
+    return Status(code, f"Received RST_STREAM with error code {error_code}", error_code == 0x7)

@@ -387,7 +387,30 @@ def _raise_if_body_failed(writer: asyncio.Task[None] | None) -> None:
         raise InvocationFailed(f"request body failed: {failure}", "CANCELLED") from failure
 
 
+# grpcio's words for an RPC that never had a connection to go out on (its
+# "failed to connect to all addresses; last error: ... Connection refused",
+# a TLS handshake failure, an unresolvable name); see never_connected.
+_NOT_CONNECTED = (
+    "failed to connect",
+    "connection refused",
+    "handshake failed",
+    "dns resolution failed",
+)
+
+
+def never_connected(code: str, details: str) -> bool:
+    """Whether a grpcio failure proves the call never reached the callee: UNAVAILABLE
+    saying no connection was made, or UNAUTHENTICATED (refused before the app)."""
+    if code == "UNAUTHENTICATED":
+        return True
+    text = details.lower()
+    return code == "UNAVAILABLE" and any(words in text for words in _NOT_CONNECTED)
+
+
 def _translate(exc: grpc.aio.AioRpcError) -> InvocationFailed:
     code = exc.code()
     name = code.name if code is not None else "UNKNOWN"
-    return InvocationFailed(exc.details() or name.lower(), name)
+    details = exc.details() or ""
+    return InvocationFailed(
+        details or name.lower(), name, maybe_delivered=not never_connected(name, details)
+    )

@@ -20,7 +20,7 @@ from proxy.core.body import Body
 from proxy.core.errors import InvocationFailed
 from proxy.core.grpc_status import grpc_code_name
 from proxy.grpcwire.client import ClientStream, RpcError, Status, StreamListener
-from proxy.hop.wire import MUX_CALL_TIMEOUT
+from proxy.hop.wire import MUX_CALL_TIMEOUT, NOT_STARTED_CODES
 from proxy.protos import common_pb2, internals_pb2, mux_pb2
 
 CONNECT = "/tether.internal.v1.Multiplex/Connect"
@@ -63,7 +63,9 @@ class MuxConnection:
         try:
             stream = await self._channel.open(CONNECT, listener=self)
         except RpcError as exc:
-            self._end(InvocationFailed(exc.message or exc.code.lower(), exc.code))
+            # Nothing was written: every call waits for the stream to be accepted.
+            message = exc.message or exc.code.lower()
+            self._end(InvocationFailed(message, exc.code, maybe_delivered=False))
             return
         if self.broken:
             stream.cancel()
@@ -80,10 +82,11 @@ class MuxConnection:
 
         ``timeout`` bounds the wait for the answer (None: the caller bounds it,
         e.g. with a resiliency timeout). Raises MuxUnsupported (nothing was
-        processed; use another transport) or InvocationFailed.
+        processed; use another transport) or InvocationFailed, marked
+        ``maybe_delivered`` once the call's frame went out on the accepted stream.
         """
         if self.broken:
-            raise InvocationFailed("transport closed", "UNAVAILABLE")
+            raise InvocationFailed("transport closed", "UNAVAILABLE", maybe_delivered=False)
         call_id = next(self._ids)
         frame = mux_pb2.MuxFrame(call_id=call_id)
         frame.request.CopyFrom(request)
@@ -98,6 +101,7 @@ class MuxConnection:
         if timeout is not None:
             deadline = _Deadline(answer)
             timer = loop.call_later(timeout, deadline)
+        written = False
         try:
             # No frame is written before the peer accepts the stream: a peer refusing
             # it (daprd: UNIMPLEMENTED) must not have processed anything.
@@ -107,7 +111,9 @@ class MuxConnection:
             if not answer.done() and stream is not None:
                 try:
                     # Goes out in this loop iteration unless flow control holds it back.
-                    if not stream.write(frame.SerializeToString()):
+                    sent = stream.write(frame.SerializeToString())
+                    written = True  # from here on the callee may have the call
+                    if not sent:
                         await stream.drain()
                 except RpcError:
                     pass  # the stream failed under the write; its end reports why
@@ -116,6 +122,11 @@ class MuxConnection:
             reply = await answer
             if reply.body_ticket:
                 self._bodies += 1  # counted before the quiet check below: a fetch is to come
+        except InvocationFailed as exc:
+            if written or not exc.maybe_delivered:
+                raise
+            # The stream failed before this call's frame went out: nobody has it.
+            raise InvocationFailed(str(exc), exc.grpc_code, maybe_delivered=False) from exc
         except asyncio.CancelledError:
             if deadline is not None and deadline.interrupted():
                 raise _deadline_exceeded() from None
@@ -126,7 +137,10 @@ class MuxConnection:
             self._pending.pop(call_id, None)
             self._check_quiet()
         if reply.HasField("error"):
-            raise InvocationFailed(reply.error.message, grpc_code_name(reply.error.code))
+            code = grpc_code_name(reply.error.code)
+            # The callee's own answer: UNAVAILABLE/UNAUTHENTICATED means "not started".
+            started = code not in NOT_STARTED_CODES
+            raise InvocationFailed(reply.error.message, code, maybe_delivered=started)
         response = reply.response
         head = response.message.data.value
         rest = self._fetch(reply.body_ticket) if reply.body_ticket else None

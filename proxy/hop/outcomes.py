@@ -20,6 +20,8 @@ from resiliency import (
 CONNECTION_CODES = frozenset({"UNAVAILABLE", "UNAUTHENTICATED"})
 
 PERMANENT_FAILURE = Outcome(False, permanent=True)
+# Only for a request that provably never reached the callee app: Dapr's built-in
+# retries resend these alone (at most once per execution).
 CONNECTION_FAILURE = Outcome(False, connection_failure=True)
 
 
@@ -45,11 +47,12 @@ def _retry_after(headers: Headers) -> float | None:
 
 
 def classify_error(exc: Exception) -> Outcome | None:
-    """How an attempt that raised counts: Dapr retries every non-code error."""
+    """How an attempt that raised counts: a policy's retries resend every non-code
+    error (Dapr's semantics); the built-in ones only what never reached the app."""
     if isinstance(exc, InvocationFailed):
         if exc.grpc_code in ("PERMISSION_DENIED", "CANCELLED", "INVALID_ARGUMENT"):
             return PERMANENT_FAILURE  # an ACL refusal, or the caller's own body broke
-        if exc.grpc_code in CONNECTION_CODES:
+        if exc.grpc_code in CONNECTION_CODES and not exc.maybe_delivered:
             return CONNECTION_FAILURE
         return TRANSPORT_FAILURE
     if isinstance(exc, CallRejected):

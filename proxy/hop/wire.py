@@ -19,6 +19,10 @@ INLINE_LIMIT = 256 * 1024
 # this bounds a live peer that never answers. Longer calls: set a timeout policy.
 MUX_CALL_TIMEOUT = 60.0
 
+# The callee answers a call with one of these codes only when it did not start it
+# (never after handing it to the app): the caller's built-in retries may resend it.
+NOT_STARTED_CODES = frozenset({"UNAVAILABLE", "UNAUTHENTICATED"})
+
 
 def peer_identity(call: ServerCall) -> CallerIdentity | None:
     """What the server found in the caller's certificate (once per connection)."""

@@ -7,12 +7,16 @@ What a family is called and how it is exported lives in ``dapr_metrics`` and
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client import CollectorRegistry, Histogram, PlatformCollector, ProcessCollector
 
-from proxy.observability.dapr_exposition import DaprCollector, exposition
+from proxy.observability.dapr_exposition import DaprCollector, Export, exposition
 from proxy.observability.dapr_metrics import DaprFamilies
 from proxy.observability.metric_settings import HttpLabels, MetricSettings
 from proxy.observability.resolution_metrics import ResolutionFamilies
+
+# Seconds; a healthy loop stays in the first buckets, a stall shows in the last.
+_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LOOP_LAG = "tether_event_loop_lag_seconds"
 
 # Dapr's circuit-breaker states and the values its cb_state gauge documents.
 _CB_STATE_VALUES = {"closed": 0.0, "half-open": 1.0, "open": 2.0}
@@ -38,6 +42,10 @@ class Metrics:
         )
         self._r = ResolutionFamilies(self._collector, max_series=settings.max_series_per_metric)
         self._http_labels = HttpLabels(settings)
+        doc = "How late the sidecar's event loop ran a timer due every 0.5 s (loop_lag)."
+        lag = Histogram(LOOP_LAG, doc, ("app_id",), buckets=_LAG_BUCKETS, registry=None)
+        self._collector.add(Export(LOOP_LAG, doc, "histogram", lag))
+        self._loop_lag = lag.labels(app_id)
         self._cb_keys: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     # -- service invocation ------------------------------------------------------------
@@ -207,6 +215,10 @@ class Metrics:
 
     def resolution_returned(self, app_id: str, namespace: str, ejected: int) -> None:
         self._r.ejected.child((self._app_id, app_id, namespace)).set(ejected)
+
+    def event_loop_lag(self, seconds: float) -> None:
+        """The loop ran a timer ``seconds`` after it was due (``loop_lag.LoopLagTimer``)."""
+        self._loop_lag.observe(seconds)
 
     # -- exposition --------------------------------------------------------------------
 
