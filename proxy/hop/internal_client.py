@@ -5,28 +5,28 @@ tether's multiplexed stream, and (made when first needed) a grpcio channel for
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
 from certs.spiffe import SpiffeId
-from proxy.core.body import Body, BodyReadError
+from proxy.core.body import Body
 from proxy.core.errors import InvocationFailed
 from proxy.discovery.registry import Endpoint
 from proxy.discovery.resolution_settings import PeerLiveness
 from proxy.grpcwire.client import Channel, ClientSettings
 from proxy.grpcwire.peer import PeerCheck
 from proxy.hop.grpc_tuning import channel_options
+from proxy.hop.grpcio_calls import raise_if_body_failed, read_rest, translate, write_rest
 from proxy.hop.mux_client import MuxConnection, MuxUnsupported
 from proxy.hop.peer_identity import callee_verifier
 from proxy.hop.rpc_methods import CALL_LOCAL, CALL_LOCAL_STREAM, MUX_CALL
 from proxy.hop.wire import INLINE_LIMIT, MUX_CALL_TIMEOUT
 from proxy.observability.trace_propagation import grpc_trace_metadata, metadata_trace
-from proxy.protos import common_pb2, internals_pb2, internals_pb2_grpc
+from proxy.protos import internals_pb2, internals_pb2_grpc
 
 # How long connections made with a replaced certificate may finish their calls.
 DRAIN_GRACE = 30.0
@@ -239,11 +239,11 @@ class InternalClient:
             else:
                 assert body.rest is not None
                 writer = asyncio.get_running_loop().create_task(
-                    _write_rest(call, body.rest, 1 if body.head else 0)
+                    write_rest(call, body.rest, 1 if body.head else 0)
                 )
             leading = await call.read()
         except asyncio.CancelledError:
-            _raise_if_body_failed(writer)
+            raise_if_body_failed(writer)
             raise
         except grpc.aio.AioRpcError as exc:
             if writer is not None:
@@ -252,7 +252,7 @@ class InternalClient:
                 # An older peer without streaming: Dapr falls back to unary the same way.
                 rpc.method = CALL_LOCAL
                 return await self._invoke_unary(stub, request, body.head)
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
         except BaseException:
             call.cancel()
             if writer is not None:
@@ -263,7 +263,7 @@ class InternalClient:
             raise InvocationFailed("callee closed the stream without a response", "INTERNAL")
         head = leading.payload.data if leading.HasField("payload") else b""
         return _remote_response(
-            leading.response, Body(head, _read_rest(call, writer)), CALL_LOCAL_STREAM
+            leading.response, Body(head, read_rest(call, writer)), CALL_LOCAL_STREAM
         )
 
     async def _invoke_unary(
@@ -280,7 +280,7 @@ class InternalClient:
                 unary, metadata=grpc_trace_metadata(metadata_trace(request))
             )
         except grpc.aio.AioRpcError as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
         return _remote_response(response, Body(response.message.data.value), CALL_LOCAL)
 
     async def close(self) -> None:
@@ -319,52 +319,6 @@ async def _retire_grpc(channel: grpc.aio.Channel, grace: float) -> None:
         raise
 
 
-async def _write_rest(
-    call: grpc.aio.StreamStreamCall, chunks: AsyncIterator[bytes], seq: int
-) -> None:
-    try:
-        async for chunk in chunks:
-            await call.write(
-                internals_pb2.InternalInvokeRequestStream(
-                    payload=common_pb2.StreamPayload(data=chunk, seq=seq)
-                )
-            )
-            seq += 1
-        await call.done_writing()
-    except grpc.aio.AioRpcError:
-        return  # the read side reports the call's failure
-    except BodyReadError:
-        # The client's body broke (too large, malformed chunking): abandon the call.
-        call.cancel()
-        raise
-
-
-async def _read_rest(
-    call: grpc.aio.StreamStreamCall, writer: asyncio.Task[None] | None
-) -> AsyncIterator[bytes]:
-    finished = False
-    try:
-        while True:
-            message = await call.read()
-            if message is grpc.aio.EOF:
-                finished = True
-                return
-            yield message.payload.data
-    except asyncio.CancelledError:
-        _raise_if_body_failed(writer)
-        raise
-    except grpc.aio.AioRpcError as exc:
-        raise _translate(exc) from exc
-    finally:
-        if not finished:
-            call.cancel()
-        if writer is not None:
-            if not writer.done():
-                writer.cancel()
-            with contextlib.suppress(BaseException):
-                await writer
-
-
 def _remote_response(
     response: internals_pb2.InternalInvokeResponse, body: Body, method: str
 ) -> RemoteResponse:
@@ -375,42 +329,4 @@ def _remote_response(
         content_type=response.message.content_type,
         body=body,
         method=method,
-    )
-
-
-def _raise_if_body_failed(writer: asyncio.Task[None] | None) -> None:
-    """A read cancelled because the request body broke is a failed call, not a cancelled task."""
-    if writer is None or not writer.done() or writer.cancelled():
-        return
-    failure = writer.exception()
-    if failure is not None:
-        raise InvocationFailed(f"request body failed: {failure}", "CANCELLED") from failure
-
-
-# grpcio's words for an RPC that never had a connection to go out on (its
-# "failed to connect to all addresses; last error: ... Connection refused",
-# a TLS handshake failure, an unresolvable name); see never_connected.
-_NOT_CONNECTED = (
-    "failed to connect",
-    "connection refused",
-    "handshake failed",
-    "dns resolution failed",
-)
-
-
-def never_connected(code: str, details: str) -> bool:
-    """Whether a grpcio failure proves the call never reached the callee: UNAVAILABLE
-    saying no connection was made, or UNAUTHENTICATED (refused before the app)."""
-    if code == "UNAUTHENTICATED":
-        return True
-    text = details.lower()
-    return code == "UNAVAILABLE" and any(words in text for words in _NOT_CONNECTED)
-
-
-def _translate(exc: grpc.aio.AioRpcError) -> InvocationFailed:
-    code = exc.code()
-    name = code.name if code is not None else "UNKNOWN"
-    details = exc.details() or ""
-    return InvocationFailed(
-        details or name.lower(), name, maybe_delivered=not never_connected(name, details)
     )

@@ -14,7 +14,7 @@ import pytest
 from proxy.core.errors import InvocationFailed
 from proxy.grpcwire.client import RpcError, Status
 from proxy.grpcwire.client_status import status_from_reset
-from proxy.hop.internal_client import never_connected
+from proxy.hop.grpcio_calls import never_connected
 from proxy.hop.mux_client import MuxConnection
 from proxy.hop.outcomes import CONNECTION_FAILURE, classify_error
 from proxy.protos import internals_pb2, mux_pb2
