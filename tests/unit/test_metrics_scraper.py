@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import threading
 from typing import Any, cast
 
 from proxy.core.body import Body
-from proxy.edge.http_messages import HttpRequest
+from proxy.edge.http_messages import HttpRequest, HttpResponse
 from proxy.edge.metrics_server import Scraper
 
 
@@ -62,3 +63,20 @@ def test_a_later_scrape_builds_afresh() -> None:
 
     asyncio.run(scenario())
     assert metrics.builds == 2
+
+
+def test_a_scraper_that_accepts_gzip_gets_it() -> None:
+    metrics = SlowMetrics()
+    metrics.release.set()
+    scraper = Scraper(cast(Any, metrics))
+
+    async def scenario() -> tuple[HttpResponse, HttpResponse]:
+        plain = await scraper.scrape(HttpRequest("GET", "/metrics", [], Body()))
+        wanted = [(b"accept-encoding", b"gzip")]
+        zipped = await scraper.scrape(HttpRequest("GET", "/metrics", wanted, Body()))
+        return plain, zipped
+
+    plain, zipped = asyncio.run(scenario())
+    assert (b"content-encoding", b"gzip") not in plain.headers
+    assert (b"content-encoding", b"gzip") in zipped.headers
+    assert gzip.decompress(zipped.body.head) == plain.body.head == b"dapr_x 1\n"
