@@ -18,7 +18,7 @@ from certs.spiffe import validate_namespace, validate_trust_domain
 from proxy.config.mtls import parse_mtls
 from proxy.core.errors import TetherError, UsageError
 from sentry.signing import SigningPolicy
-from yamlcheck import Problems, read_text, show, yaml_error
+from yamlcheck import Problems, read_document, show
 
 API_VERSION = "dapr.io/v1alpha1"
 KIND = "Configuration"
@@ -121,17 +121,10 @@ def sentry_settings(
 def load_policy(path: Path) -> SigningPolicy:
     """Sentry's Configuration file into its signing policy; SentryConfigError otherwise."""
     problems = Problems(str(path))
-    text = read_text(path, problems)
+    document = read_document(path, problems)
     policy = SigningPolicy()
-    if text is not None:
-        import yaml
-
-        try:
-            document = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            problems.add_file(yaml_error(exc))
-        else:
-            policy = policy_from_document(problems, document)
+    if not problems:
+        policy = policy_from_document(problems, document)
     if problems:
         raise SentryConfigError(problems.items)
     return policy

@@ -10,7 +10,7 @@ Imports nothing of ours, so ``resiliency``, ``certs`` and ``proxy`` may all use 
 from yamlcheck.durations import DurationError, parse_go_duration, read_duration
 from yamlcheck.loading import MAX_FILE_BYTES, YamlLimitError, load_all_bounded
 from yamlcheck.problems import Location, Problem, Problems
-from yamlcheck.text import read_text, yaml_error
+from yamlcheck.text import read_document, read_text, yaml_error
 from yamlcheck.wording import show, suggestion, type_name
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "YamlLimitError",
     "load_all_bounded",
     "parse_go_duration",
+    "read_document",
     "read_duration",
     "read_text",
     "show",

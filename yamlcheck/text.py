@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from yamlcheck.loading import YamlLimitError, check_size
+from yamlcheck.loading import YamlLimitError, check_size, load_all_bounded
 from yamlcheck.problems import Problems
 
 if TYPE_CHECKING:
@@ -35,3 +35,25 @@ def yaml_error(exc: yaml.YAMLError) -> str:
         what = exc.problem or exc.context or "invalid YAML"
         return what if mark is None else f"line {mark.line + 1}: {what}"
     return f"invalid YAML: {exc}"
+
+
+def read_document(path: Path, problems: Problems) -> object:
+    """The one YAML document in ``path`` (None when empty), read within the limits of
+    ``yamlcheck.loading``; None after adding why it cannot be had."""
+    text = read_text(path, problems)
+    if text is None:
+        return None
+    import yaml  # only with a file to read: PyYAML is ~1 MB of a sidecar
+
+    try:
+        documents = load_all_bounded(text)
+    except YamlLimitError as exc:
+        problems.add_file(str(exc))
+        return None
+    except yaml.YAMLError as exc:
+        problems.add_file(yaml_error(exc))
+        return None
+    if len(documents) > 1:
+        problems.add_file(f"expected one YAML document, found {len(documents)}")
+        return None
+    return documents[0] if documents else None

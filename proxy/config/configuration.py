@@ -20,7 +20,7 @@ from proxy.core.access_policy import AccessControlSpec
 from proxy.core.errors import TetherError
 from proxy.observability.metric_settings import MetricSettings
 from proxy.observability.tracing_settings import TracingSettings, parse_tracing
-from yamlcheck import Problems, YamlLimitError, load_all_bounded, read_text, yaml_error
+from yamlcheck import Problems, read_document
 
 API_VERSION = "dapr.io/v1alpha1"
 KIND = "Configuration"
@@ -94,26 +94,6 @@ class ConfigurationSettings:
     access_control: AccessControlSpec | None = None
     # spec.mtls: the lifetimes of certificates from the local CA (None: not set).
     mtls: MtlsSpec | None = None
-
-
-def _read_yaml(path: Path, problems: Problems) -> object:
-    text = read_text(path, problems)
-    if text is None:
-        return None
-    import yaml  # only with a --config: PyYAML is ~1 MB of a sidecar
-
-    try:
-        documents = load_all_bounded(text)
-    except YamlLimitError as exc:
-        problems.add_file(str(exc))
-        return None
-    except yaml.YAMLError as exc:
-        problems.add_file(yaml_error(exc))
-        return None
-    if len(documents) > 1:
-        problems.add_file(f"expected one YAML document, found {len(documents)}")
-        return None
-    return documents[0] if documents else None
 
 
 def _name(problems: Problems, doc: dict[str, object]) -> str:
@@ -240,7 +220,7 @@ def load_configuration(path: Path, env: Mapping[str, str] | None = None) -> Conf
     ``env`` supplies the ``OTEL_*`` variables, which take precedence over ``spec.tracing``.
     """
     problems = Problems(str(path))
-    document = _read_yaml(path, problems)
+    document = read_document(path, problems)
     if problems:
         raise ConfigError(problems.items)
     draft = _settings(problems, document)
