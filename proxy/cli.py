@@ -109,7 +109,7 @@ def _add_sidecar_flags(parser: argparse.ArgumentParser) -> None:
     add(
         "--max-connections",
         default="4096",
-        help="open API connections at most; at the cap idle ones are closed first",
+        help="open connections per listener at most; at the cap idle ones are closed first",
     )
     add("--max-calls-per-connection", default="256", help="calls in progress per peer connection")
     add("--max-calls-per-peer", default="1024", help="calls in progress per calling sidecar")

@@ -276,6 +276,7 @@ class Sidecar:
             max_message_size=grpc_message_limit(s),
             ssl_context=credentials.listening_context() if credentials else None,
             identify=caller_identifier(accepted) if credentials else None,
+            max_connections=s.max_connections,
         )
         address = f"{s.internal_listen_address}:{s.internal_grpc_port}"
         try:

@@ -31,6 +31,7 @@ class GrpcServer:
         keepalive_time: float = KEEPALIVE_TIME,
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
+        max_connections: int = 4096,
     ) -> None:
         """``identify`` turns the peer's certificate (``getpeercert()``, None without
         one) into what handlers see as ``call.peer``; it runs once per connection.
@@ -43,6 +44,7 @@ class GrpcServer:
             keepalive_time=keepalive_time,
             keepalive_timeout=keepalive_timeout,
             idle_timeout=idle_timeout,
+            max_connections=max_connections,
         )
         self._ssl = ssl_context
         self._servers: list[asyncio.Server] = []

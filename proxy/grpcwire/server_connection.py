@@ -63,6 +63,10 @@ class ServerConnection(CallWriter, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but are ones.
         self._transport = transport = cast(asyncio.Transport, transport)
+        if not self._admitted(transport):
+            self._closing = True
+            transport.close()
+            return
         self._registry.add(self)
         identify = self._settings.identify
         if identify is not None:
@@ -268,6 +272,22 @@ class ServerConnection(CallWriter, asyncio.Protocol):
         self._ping_timer = None
         if self._transport is not None:
             self._transport.abort()  # its calls are cancelled in connection_lost
+
+    def _admitted(self, transport: asyncio.Transport) -> bool:
+        """Room for this connection, made by closing an idle one at the cap if need be."""
+        registry = self._registry
+        if len(registry) < self._settings.max_connections:
+            return True
+        idle = next((c for c in registry if not c._calls and not c._closing), None)
+        if idle is not None:
+            idle.drain()  # GOAWAY, and closed at once: it has no calls
+            return True
+        log.warning(
+            "refused the gRPC client at %s: all %d connections are busy",
+            _address(transport.get_extra_info("peername")),
+            self._settings.max_connections,
+        )
+        return False
 
     def drain(self) -> None:
         """Graceful stop: GOAWAY (no new calls), close once the calls in flight end."""

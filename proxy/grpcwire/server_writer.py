@@ -32,6 +32,9 @@ class ConnectionSettings:
     keepalive_time: float
     keepalive_timeout: float
     idle_timeout: float
+    # Open connections at most: at the cap an idle one (no calls) is closed for a
+    # newcomer, and without one the newcomer is closed.
+    max_connections: int = 4096
 
 
 class CallWriter:

@@ -374,3 +374,61 @@ def test_mtls_client_certificate_from_another_ca_is_refused(ca: Path, tmp_path: 
     with pytest.raises(grpc.aio.AioRpcError) as failure:
         _tls_call(server, credentials)
     assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def _own_channel(address: str) -> grpc.aio.Channel:
+    """A channel with its own connection (grpcio shares them between channels by default)."""
+    return grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+
+
+def test_at_the_connection_cap_an_idle_connection_makes_room() -> None:
+    seen = Seen()
+
+    async def main() -> tuple[bytes, bytes]:
+        async with (
+            _server(seen, max_connections=2) as (server, address),
+            _own_channel(address) as busy,
+            _own_channel(address) as idle,
+            _own_channel(address) as newcomer,
+        ):
+            held = busy.unary_unary("/test.Svc/Hang")(b"x")
+            await seen.entered.wait()
+            assert await idle.unary_unary("/test.Svc/Echo")(b"1") == b"1"
+            # Both connections open; the newcomer is served in place of the idle one.
+            answer: bytes = await newcomer.unary_unary("/test.Svc/Echo")(b"2")
+            assert len(server.connections) <= 2
+            seen.release.set()
+            return answer, await held
+
+    assert _run(main) == (b"2", b"released")
+
+
+def test_at_the_connection_cap_with_every_connection_busy_a_newcomer_is_refused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen = Seen()
+
+    async def main() -> grpc.StatusCode:
+        async with (
+            _server(seen, max_connections=2) as (server, address),
+            _own_channel(address) as first,
+            _own_channel(address) as second,
+            _own_channel(address) as newcomer,
+        ):
+            held = [first.unary_unary("/test.Svc/Hang")(b"x")]
+            await seen.entered.wait()
+            held.append(second.unary_unary("/test.Svc/Hang")(b"y"))
+            # Until both connections carry a call (bounded by _run's timeout).
+            while sum(1 for connection in server.connections if connection._calls) < 2:
+                await asyncio.sleep(0.01)
+            try:
+                await newcomer.unary_unary("/test.Svc/Echo")(b"z", timeout=5)
+                code = grpc.StatusCode.OK
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+            seen.release.set()
+            assert [await call for call in held] == [b"released", b"released"]
+            return code
+
+    assert _run(main) is grpc.StatusCode.UNAVAILABLE
+    assert "all 2 connections are busy" in caplog.text
