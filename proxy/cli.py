@@ -113,6 +113,11 @@ def _add_sidecar_flags(parser: argparse.ArgumentParser) -> None:
     )
     add("--max-calls-per-connection", default="256", help="calls in progress per peer connection")
     add("--max-calls-per-peer", default="1024", help="calls in progress per calling sidecar")
+    add(
+        "--max-parked-bodies",
+        default="1024",
+        help="large answers waiting for a peer to fetch them (an eighth per peer)",
+    )
     add("--body-read-timeout", default="30s", help="408 after no request body byte for this long")
     add(
         "--min-body-rate",
@@ -215,6 +220,7 @@ def settings_from_args(
             args.max_calls_per_connection, "--max-calls-per-connection"
         ),
         calls_per_peer=parse_count(args.max_calls_per_peer, "--max-calls-per-peer"),
+        max_parked_bodies=parse_count(args.max_parked_bodies, "--max-parked-bodies"),
         body_read_timeout=parse_duration_flag(args.body_read_timeout, "--body-read-timeout"),
         min_body_rate=parse_size(args.min_body_rate, "--min-body-rate"),
         graceful_shutdown_seconds=float(

@@ -77,7 +77,8 @@ class Sidecar:
         self._app: HttpAppChannel | None = None
         self._resolver: BalancedResolver | None = None
         self._registry: SqliteRegistry | None = None
-        self._parked = ParkedBodies()
+        parked = settings.max_parked_bodies
+        self._parked = ParkedBodies(per_caller=max(1, parked // 8), total=parked)
         self._mux: MuxService | None = None
         self._health: AppHealthState | None = None
         self._prober: AppHealthProber | None = None

@@ -87,6 +87,8 @@ class SidecarSettings:
     # further frames beyond these): per connection and per calling sidecar.
     calls_per_connection: int = 256
     calls_per_peer: int = 1024
+    # Large answers parked for peers' FetchBody: in all, and an eighth of it per peer.
+    max_parked_bodies: int = 1024
     body_read_timeout: float = 30.0
     min_body_rate: int = 240
     graceful_shutdown_seconds: float = 5.0

@@ -33,7 +33,8 @@ log = logging.getLogger("tether.mux")
 
 # A parked body not fetched by then is dropped (and its app connection freed).
 TICKET_TTL = 30.0
-# Each holds an app connection open: one caller may park this many, all callers this many.
+# Each holds an app connection open: one caller may park this many, all callers this
+# many (--max-parked-bodies sets the second, and an eighth of it the first).
 MAX_PARKED_PER_CALLER = 128
 MAX_PARKED = 1024
 
