@@ -30,11 +30,10 @@ DEFAULT_METRICS_PORT = 9090
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0"  # Dapr Sentry listens on every interface
 
 _TOP_LEVEL_KEYS = ("apiVersion", "kind", "metadata", "spec")
-# spec.mtls keys a sidecar reads, and why Sentry refuses them.
+# spec.mtls keys a sidecar reads, and why Sentry refuses them. (Dapr's daprsystem file
+# also sets enabled and controlPlaneTrustDomain: accepted when they agree with Sentry.)
 _SIDECAR_MTLS_KEYS = {
-    "enabled": "is for sidecars (tether sidecar --enable-mtls), not for Sentry",
     "sentryAddress": "is for sidecars (tether sidecar --sentry-address), not for Sentry",
-    "controlPlaneTrustDomain": "is for sidecars; Sentry's own trust domain is --trust-domain",
 }
 _KUBERNETES_NOT_BUILT = (
     "the kubernetes validator (service-account tokens via TokenReview) is not built yet; "
@@ -111,26 +110,28 @@ def sentry_settings(
         healthz_listen_address=healthz_listen_address or listen_address,
         metrics_port=parse_port(metrics_port, "--metrics-port"),
         metrics_listen_address=metrics_listen_address or listen_address,
-        policy=SigningPolicy() if config_path is None else load_policy(config_path),
+        policy=SigningPolicy() if config_path is None else load_policy(config_path, trust_domain),
         config_path=config_path,
         log_level=log_level,
         log_as_json=log_as_json,
     )
 
 
-def load_policy(path: Path) -> SigningPolicy:
+def load_policy(path: Path, trust_domain: str = DEFAULT_TRUST_DOMAIN) -> SigningPolicy:
     """Sentry's Configuration file into its signing policy; SentryConfigError otherwise."""
     problems = Problems(str(path))
     document = read_document(path, problems)
     policy = SigningPolicy()
     if not problems:
-        policy = policy_from_document(problems, document)
+        policy = policy_from_document(problems, document, trust_domain)
     if problems:
         raise SentryConfigError(problems.items)
     return policy
 
 
-def policy_from_document(problems: Problems, document: object) -> SigningPolicy:
+def policy_from_document(
+    problems: Problems, document: object, trust_domain: str = DEFAULT_TRUST_DOMAIN
+) -> SigningPolicy:
     """One parsed Configuration document; its problems go to ``problems``."""
     top = problems.document(document)
     if top is None:
@@ -154,6 +155,18 @@ def policy_from_document(problems: Problems, document: object) -> SigningPolicy:
     for key in mtls.given():
         if key in _SIDECAR_MTLS_KEYS:
             problems.add(f"spec.mtls.{key}", _SIDECAR_MTLS_KEYS[key])
+    if mtls.enabled is False:
+        problems.add(
+            "spec.mtls.enabled",
+            "Sentry only serves mTLS certificates; to run without mTLS, start the sidecars "
+            "with --enable-mtls=false and no Sentry",
+        )
+    given_domain = mtls.control_plane_trust_domain
+    if given_domain is not None and given_domain != trust_domain:
+        problems.add(
+            "spec.mtls.controlPlaneTrustDomain",
+            f"{show(given_domain)} differs from Sentry's --trust-domain {show(trust_domain)}",
+        )
     insecure = False
     for index, validator in enumerate(mtls.token_validators):
         at = f"spec.mtls.tokenValidators[{index}]"

@@ -58,7 +58,8 @@ spec:
     defaultAction: deny
   tracing: {}
   mtls:
-    enabled: true
+    enabled: false
+    controlPlaneTrustDomain: cluster.local
     sentryAddress: localhost:50001
     workloadCertTTL: 5 minutes
     allowedClockSkew: -1x
@@ -82,7 +83,8 @@ spec:
         "spec.mtls.workloadCertTTL:",
         "spec.mtls.allowedClockSkew:",
         "spec.mtls.tokenValidators[3].name: unknown validator",
-        "spec.mtls.enabled: is for sidecars",
+        "spec.mtls.enabled: Sentry only serves mTLS certificates",
+        'spec.mtls.controlPlaneTrustDomain: "cluster.local" differs from Sentry\'s --trust-domain',
         "spec.mtls.sentryAddress: is for sidecars",
         "spec.mtls.tokenValidators[0].name: the kubernetes validator (service-account tokens",
         'spec.mtls.tokenValidators[1].name: the "jwks" validator is not built yet',
@@ -156,3 +158,24 @@ def test_flags_and_environment() -> None:
 def test_bad_flags(overrides: dict[str, object], fragment: str) -> None:
     with pytest.raises(UsageError, match=fragment):
         sentry_settings(**_flags(**overrides))  # type: ignore[arg-type]
+
+
+def test_daprs_own_daprsystem_file_is_taken_as_is(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        """apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: daprsystem
+  namespace: default
+spec:
+  mtls:
+    enabled: true
+    controlPlaneTrustDomain: localhost
+    workloadCertTTL: "24h"
+    allowedClockSkew: "15m"
+""",
+    )
+    policy = load_policy(path)
+    assert policy.workload_ttl == timedelta(hours=24)
+    assert policy.clock_skew == timedelta(minutes=15)
