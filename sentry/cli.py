@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
-from cryptography.hazmat.primitives.asymmetric import dsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from certs.errors import CertError, InvalidSpiffeId
 from certs.spiffe import SpiffeId
@@ -97,8 +97,15 @@ def _token(argv: Sequence[str]) -> int:
               file=sys.stderr)  # fmt: skip
         ttl = left
     key = issuer.private_key
-    if isinstance(key, dsa.DSAPrivateKey):  # load_issuer refuses these already
-        raise CertError("a DSA issuer key cannot sign tokens")
+    # Named one by one: newer cryptography adds issuer key types (ML-DSA) JWS has no alg for.
+    if not isinstance(
+        key,
+        ec.EllipticCurvePrivateKey
+        | rsa.RSAPrivateKey
+        | ed25519.Ed25519PrivateKey
+        | ed448.Ed448PrivateKey,
+    ):
+        raise CertError(f"an issuer key of type {type(key).__name__} cannot sign tokens")
     print(make_token(key, spiffe_id, now.timestamp(), ttl))
     return 0
 
