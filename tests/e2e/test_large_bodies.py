@@ -9,6 +9,7 @@ import http.client
 from collections.abc import Iterator
 from pathlib import Path
 
+from proxy.grpcwire.server_connection import STREAM_WINDOW
 from tests.e2e.harness import Cluster, request
 
 SIZE = 200 * 1024 * 1024
@@ -75,10 +76,14 @@ def test_200mb_upload_and_download_stream_in_bounded_memory(cluster: Cluster) ->
     connection.close()
     assert received == SIZE
 
+    # Bounded: a 200 MB body may leave behind at most what one buffer holds. The callee
+    # may also hold a full HTTP/2 stream window of the body unread while its app is slow
+    # (seen on a loaded machine: 4.05 MB), so it gets that much more room.
+    bounds = {"checkout": REPLAY_BUFFER, "orders": REPLAY_BUFFER + STREAM_WINDOW}
     for sidecar in (orders, checkout):
         growth = peak_rss(sidecar.process.pid) - before[sidecar.app_id]
         print(f"{sidecar.app_id}: peak RSS grew by {growth / 1024:.0f} KiB")
-        assert growth < REPLAY_BUFFER, f"{sidecar.app_id} grew by {growth} bytes"
+        assert growth < bounds[sidecar.app_id], f"{sidecar.app_id} grew by {growth} bytes"
 
 
 def test_chunked_upload_streams_through(cluster: Cluster) -> None:
