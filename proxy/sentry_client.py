@@ -55,6 +55,7 @@ def _ask(request: dict[str, object]) -> WorkloadIdentity:
     import grpc
 
     from certs.csr import check_leaf, new_key_and_csr
+    from certs.workload import with_newline
     from proxy.protos import sentry_pb2, sentry_pb2_grpc
 
     address = str(request["address"])
@@ -104,14 +105,14 @@ def _ask(request: dict[str, object]) -> WorkloadIdentity:
                     ) from exc
         time.sleep(pause)
         pause *= 2
-    chain = _with_newline(bytes(answer.workload_certificate))
+    chain = with_newline(bytes(answer.workload_certificate))
     if not chain.strip():
         raise CertError(f"Sentry at {address} answered without a certificate")
     lifetime = check_leaf(chain, key_pem, spiffe_id)  # the first certificate is the leaf
     if chain.count(b"-----BEGIN CERTIFICATE-----") == 1:
         # Dapr's Sentry before 1.10 sent the leaf alone and the issuer chain beside it;
         # since then (and tether's) the leaf with its chain, and the anchors beside it.
-        chain += b"".join(_with_newline(bytes(pem)) for pem in answer.trust_chain_certificates)
+        chain += b"".join(with_newline(bytes(pem)) for pem in answer.trust_chain_certificates)
     return WorkloadIdentity(
         spiffe_id=spiffe_id,
         private_key_pem=key_pem,
@@ -120,10 +121,6 @@ def _ask(request: dict[str, object]) -> WorkloadIdentity:
         not_after=lifetime.not_after,
         not_before=lifetime.not_before,
     )
-
-
-def _with_newline(pem: bytes) -> bytes:
-    return pem if pem.endswith(b"\n") else pem + b"\n"
 
 
 def main(request_text: str) -> int:

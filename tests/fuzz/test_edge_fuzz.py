@@ -6,11 +6,8 @@ decide on what it has."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import socket
-import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,70 +16,37 @@ from hypothesis import strategies as st
 from proxy.core.body import Body
 from proxy.edge.body_pace import BodyPacePolicy
 from proxy.edge.http_server import HttpLimits, HttpRequest, HttpResponse, HttpServer
+from tests.fuzz.served import Running as Server
+from tests.fuzz.served import served
 
 
-class Server:
-    """An echo HttpServer on a loop in a thread; ``errors`` collects what it logged."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.errors: list[str] = []
-        self.port = 0
-        self._server: HttpServer | None = None
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    async def _echo(self, request: HttpRequest) -> HttpResponse:
-        body = request.body.head
-        if not request.body.complete:
-            async for chunk in request.body.chunks():
-                body += chunk
-        return HttpResponse(200, [(b"x-verb", request.verb.encode())], Body(body))
-
-    async def _start(self) -> None:
-        limits = HttpLimits(
-            max_header_bytes=4096,
-            max_body_size=64 * 1024,
-            replay_buffer_size=1024,
-            header_timeout=5.0,
-            linger_time=0.2,
-            body_pace=BodyPacePolicy(idle_timeout=5.0),
-        )
-        self._server = HttpServer(self._echo, limits)
-        await self._server.listen(["127.0.0.1"], 0)
-        self.port = self._server.port
-
-    def start(self) -> None:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
-
-    def stop(self) -> None:
-        if self._server is not None:
-            asyncio.run_coroutine_threadsafe(self._server.stop(0), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
+async def _echo(request: HttpRequest) -> HttpResponse:
+    body = request.body.head
+    if not request.body.complete:
+        async for chunk in request.body.chunks():
+            body += chunk
+    return HttpResponse(200, [(b"x-verb", request.verb.encode())], Body(body))
 
 
-class Collect(logging.Handler):
-    def __init__(self, into: list[str]) -> None:
-        super().__init__(logging.ERROR)
-        self.into = into
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.into.append(record.getMessage())
+async def _start() -> tuple[int, Callable[[], Awaitable[None]]]:
+    limits = HttpLimits(
+        max_header_bytes=4096,
+        max_body_size=64 * 1024,
+        replay_buffer_size=1024,
+        header_timeout=5.0,
+        linger_time=0.2,
+        body_pace=BodyPacePolicy(idle_timeout=5.0),
+    )
+    server = HttpServer(_echo, limits)
+    await server.listen(["127.0.0.1"], 0)
+    return server.port, lambda: server.stop(0)
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    running = Server()
-    handler = Collect(running.errors)
-    logging.getLogger("tether").addHandler(handler)
-    running.start()
-    try:
+    """An echo HttpServer; ``errors`` collects what tether logged at ERROR."""
+    with served(_start) as running:
         yield running
-    finally:
-        running.stop()
-        logging.getLogger("tether").removeHandler(handler)
 
 
 def exchange(port: int, data: bytes, byte_by_byte: bool) -> bytes:

@@ -6,11 +6,8 @@ call with a gRPC status, nothing raises inside the server, and it keeps serving.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
-import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import grpc
 import pytest
@@ -24,48 +21,24 @@ from proxy.hop.callee import Callee
 from proxy.hop.mux_server import MuxService, ParkedBodies
 from proxy.hop.rpc_methods import MUX_CONNECT
 from proxy.protos import common_pb2, internals_pb2, mux_pb2
-from tests.fuzz.test_edge_fuzz import Collect
+from tests.fuzz.served import Running as Server
+from tests.fuzz.served import served
 
 NOWHERE = 9  # the discard port: nothing listens there on loopback
 
 
-class Server:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.errors: list[str] = []
-        self.port = 0
-        self._server: GrpcServer | None = None
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    async def _start(self) -> None:
-        callee = Callee(HttpAppChannel("127.0.0.1", NOWHERE), None, app_id="orders")
-        mux = MuxService(callee, ParkedBodies())
-        self._server = GrpcServer(mux.methods(), max_message_size=1 << 20)
-        self.port = await self._server.listen("127.0.0.1", 0)
-
-    def start(self) -> None:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
-
-    def stop(self) -> None:
-        if self._server is not None:
-            asyncio.run_coroutine_threadsafe(self._server.stop(0), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
+async def _start() -> tuple[int, Callable[[], Awaitable[None]]]:
+    callee = Callee(HttpAppChannel("127.0.0.1", NOWHERE), None, app_id="orders")
+    mux = MuxService(callee, ParkedBodies())
+    server = GrpcServer(mux.methods(), max_message_size=1 << 20)
+    port = await server.listen("127.0.0.1", 0)
+    return port, lambda: server.stop(0)
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    running = Server()
-    handler = Collect(running.errors)
-    logging.getLogger("tether").addHandler(handler)
-    running.start()
-    try:
+    with served(_start) as running:
         yield running
-    finally:
-        running.stop()
-        logging.getLogger("tether").removeHandler(handler)
 
 
 def valid_frame(call_id: int) -> bytes:
