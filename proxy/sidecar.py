@@ -231,14 +231,14 @@ class Sidecar:
         self._ready = True
         log.log(  # a worker's supervisor logs the one "ready" line for all of them
             logging.DEBUG if s.worker else logging.INFO,
-            "tether sidecar %s ready: HTTP API on %s:%d, gRPC API %s, internal gRPC %s:%d, mTLS %s",
+            "tether sidecar %s ready: HTTP API on %s:%d, internal gRPC on %s:%d (mTLS %s)%s",
             s.app_id,
             ",".join(s.listen_addresses),
             s.http_port,
-            f"port {s.grpc_port}" if self._dapr_api else "off",
             s.internal_listen_address,
             self.internal_port,
             "on" if credentials else "off",
+            f", gRPC API on port {s.grpc_port}" if self._dapr_api else "",
         )
 
     async def _start_dapr_api(self, invoker: Invoker) -> None:

@@ -31,9 +31,10 @@ SERVICE = "dapr.proto.runtime.v1.Dapr"
 INVOKE_SERVICE = f"/{SERVICE}/InvokeService"
 GET_METADATA = f"/{SERVICE}/GetMetadata"
 
-# HTTPExtension.Verb names; NONE (no extension) reaches an HTTP app as POST.
-_VERBS = dict(common_pb2.HTTPExtension.Verb.items())
-_VERB_NAMES = {number: name for name, number in _VERBS.items()}
+# HTTPExtension.Verb names. daprd's HTTP app channel refuses NONE and CONNECT (Go's
+# net/http cannot send CONNECT): refused here already, as tether calls HTTP apps only.
+_VERB_NAMES = {number: name for name, number in common_pb2.HTTPExtension.Verb.items()}
+_REFUSED_VERBS = frozenset(("NONE", "CONNECT"))
 
 Invoke = Callable[[Invocation], Awaitable[Answer]]
 
@@ -104,12 +105,16 @@ class DaprApi:
             method = normalize_method(message.method)
         except InvalidMethod as exc:
             call.abort("INVALID_ARGUMENT", f"failed to invoke, id: {request.id}, err: {exc}")
+        if not message.HasField("http_extension"):
+            call.abort("INVALID_ARGUMENT", "missing HTTP extension field")
         extension = message.http_extension
         verb = _VERB_NAMES.get(extension.verb, "NONE")
+        if verb in _REFUSED_VERBS:
+            call.abort("INVALID_ARGUMENT", "invalid HTTP verb")
         invocation = Invocation(
             target_id=request.id,
             method=method,
-            verb="POST" if verb == "NONE" else verb,
+            verb=verb,
             path=INVOKE_SERVICE,
             query=extension.querystring,
             headers=request_headers(call.invocation_metadata(), message.content_type),

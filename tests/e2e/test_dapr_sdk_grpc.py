@@ -62,8 +62,9 @@ def test_sdk_invoke_over_grpc_reaches_the_app_and_maps_its_status(cluster: Clust
     cluster.sidecar("orders", app)
     checkout = cluster.sidecar("checkout")
 
-    ok, missing, failing, metadata, state = run_sdk_grpc(
-        cluster, checkout, "orders", "neworder", "status/404", "status/503", "metadata", "state"
+    steps = ("neworder", "status/404", "status/503", "metadata", "state", "noverb")
+    ok, missing, failing, metadata, state, noverb = run_sdk_grpc(
+        cluster, checkout, "orders", *steps
     )
 
     # The app received exactly what the SDK sent, once per call.
@@ -110,6 +111,12 @@ def test_sdk_invoke_over_grpc_reaches_the_app_and_maps_its_status(cluster: Clust
     assert state["code"] == "UNIMPLEMENTED", state
     assert "tether" in str(state["details"])
     assert "service invocation" in str(state["details"])
+    # No HTTP verb: refused as daprd's HTTP app channel refuses it, before the app.
+    assert (noverb["code"], noverb["details"]) == (
+        "INVALID_ARGUMENT",
+        "missing HTTP extension field",
+    )
+    assert not [e for e in app.received() if str(e["path"]).startswith("/noverb")]
 
 
 def test_sdk_over_grpc_needs_the_api_token_when_one_is_set(cluster: Cluster) -> None:

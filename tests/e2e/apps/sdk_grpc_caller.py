@@ -5,8 +5,8 @@ Usage: python sdk_grpc_caller.py APP_ID STEP [STEP ...]
 The SDK finds the sidecar through its own environment variables (DAPR_GRPC_PORT,
 DAPR_API_METHOD_INVOCATION_PROTOCOL=grpc, DAPR_API_TOKEN, ...), exactly as it would
 find daprd. A STEP is "metadata" (DaprClient.get_metadata), "state" (get_state: a
-Dapr API tether does not serve), or a method invoked with POST, body {"a":1}, the
-query a=b and the metadata x-custom: v. Prints one JSON document on stdout: a list
+Dapr API tether does not serve), "noverb" (invoke_method without http_verb), or a
+method invoked with POST, body {"a":1}, the query a=b and the metadata x-custom: v. Prints one JSON document on stdout: a list
 with, per step, what the SDK returned or the fields of the gRPC error it raised.
 """
 
@@ -53,6 +53,9 @@ def step(client: DaprClient, app_id: str, name: str) -> dict[str, object]:
             return {"step": name, "id": metadata.application_id}
         if name == "state":
             client.get_state("statestore", "key")
+            return {"step": name}
+        if name == "noverb":  # no HTTP extension: daprd's HTTP channel refuses it
+            client.invoke_method(app_id=app_id, method_name="noverb", data=BODY)
             return {"step": name}
         response = client.invoke_method(
             app_id=app_id,
