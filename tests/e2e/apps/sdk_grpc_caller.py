@@ -6,8 +6,9 @@ The SDK finds the sidecar through its own environment variables (DAPR_GRPC_PORT,
 DAPR_API_METHOD_INVOCATION_PROTOCOL=grpc, DAPR_API_TOKEN, ...), exactly as it would
 find daprd. A STEP is "metadata" (DaprClient.get_metadata), "state" (get_state: a
 Dapr API tether does not serve), "noverb" (invoke_method without http_verb), or a
-method invoked with POST, body {"a":1}, the query a=b and the metadata x-custom: v. Prints one JSON document on stdout: a list
-with, per step, what the SDK returned or the fields of the gRPC error it raised.
+method invoked with POST, body {"a":1}, the query a=b and the metadata x-custom: v.
+Prints one JSON document on stdout: a list with, per step, what the SDK returned or
+the fields of the gRPC error it raised.
 """
 
 from __future__ import annotations
