@@ -176,10 +176,10 @@ class Bench:
         sidecar_argv = {
             CALLEE: [*self.tether, "sidecar", "--app-id", CALLEE, "--app-port", str(self.app_port),
                      "--dapr-http-port", str(orders_port), "--metrics-port", str(free_port()),
-                     *common],
+                     "--dapr-grpc-port", str(free_port()), *common],
             CALLER: [*self.tether, "sidecar", "--app-id", CALLER,
                      "--dapr-http-port", str(checkout_port), "--metrics-port", str(free_port()),
-                     *common],
+                     "--dapr-grpc-port", str(free_port()), *common],
         }  # fmt: skip
         sidecars: list[Proc] = []
         for name, argv in sidecar_argv.items():

@@ -129,6 +129,9 @@ def _sidecar_argv(app_id: str, http_port: int, *extra: str) -> list[str]:
         app_id,
         "--dapr-http-port",
         str(http_port),
+        # daprd's default 50001 would collide between the sidecars of one machine.
+        "--dapr-grpc-port",
+        str(procs.free_port()),
         "--enable-mtls=true",
         *extra,
     ]

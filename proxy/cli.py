@@ -52,7 +52,6 @@ MODES = ("standalone", "kubernetes")
 
 # daprd flags that later work builds; refused until they do what they say.
 _NOT_YET = {
-    "--dapr-grpc-port": "the Dapr gRPC API",
     "--dapr-public-port": "the public health port",
     "--dapr-public-listen-address": "the public health port",
     "--profile-port": "profiling",
@@ -82,6 +81,7 @@ def _add_sidecar_flags(parser: argparse.ArgumentParser) -> None:
         "--app-max-concurrency", default="-1", help="max concurrent calls to the app (-1: no limit)"
     )
     add("--dapr-http-port", default="3500", help="HTTP API port")
+    add("--dapr-grpc-port", default="", help="gRPC API port (default 50001; a free one under run)")
     add("--dapr-listen-addresses", default="127.0.0.1", help="comma-separated API bind addresses")
     add("--dapr-internal-grpc-port", default="", help="sidecar-to-sidecar port (default: free)")
     add("--dapr-internal-grpc-listen-address", default="", help="internal bind address")
@@ -191,6 +191,7 @@ def settings_from_args(
         app_channel_address=args.app_channel_address,
         app_max_concurrency=_int(args.app_max_concurrency, "--app-max-concurrency"),
         http_port=parse_port(args.dapr_http_port, "--dapr-http-port"),
+        grpc_port=parse_port(args.dapr_grpc_port or "50001", "--dapr-grpc-port"),
         listen_addresses=tuple(
             a.strip().strip("[]") for a in args.dapr_listen_addresses.split(",") if a.strip()
         ),

@@ -1,9 +1,9 @@
 """``tether run``: a sidecar and the app beside it, started and stopped together.
 
 The sidecar starts first (as ``tether sidecar`` in a child process) and the
-app only once ``/v1.0/healthz/outbound`` answers 204, with ``DAPR_HTTP_PORT`` and
-``APP_ID`` set. ``DAPR_GRPC_PORT`` stays unset (even if inherited) until tether
-serves the Dapr gRPC API: an SDK given a port must find something there.
+app only once ``/v1.0/healthz/outbound`` answers 204, with ``DAPR_HTTP_PORT``,
+``DAPR_GRPC_PORT`` (the Dapr gRPC API's port: ``--dapr-grpc-port``, else a free one,
+as ``dapr run`` chooses) and ``APP_ID`` set.
 SIGINT/SIGTERM go to both; when the app exits the sidecar is drained, and when
 the sidecar dies the app is stopped.
 """
@@ -85,6 +85,11 @@ def run_with_app(sidecar_flags: list[str], command: list[str], settings: Sidecar
     if settings.metrics_enabled and not any(f.startswith("--metrics-port") for f in flags):
         # Like `dapr run`: several apps on one machine must not all want 9090.
         flags.append(f"--metrics-port={_free_port(settings.metrics_listen_address)}")
+    grpc_port = settings.grpc_port
+    if not any(f.startswith("--dapr-grpc-port") for f in flags):
+        # Several `tether run` on one machine must not all want daprd's 50001.
+        grpc_port = _free_port(settings.listen_addresses[0])
+        flags.append(f"--dapr-grpc-port={grpc_port}")
     if not any(f.startswith("--metrics-listen-address") for f in flags):
         flags.append(f"--metrics-listen-address={settings.metrics_listen_address}")
     sidecar = subprocess.Popen([sys.executable, "-m", "proxy", "sidecar", *flags])
@@ -109,7 +114,7 @@ def run_with_app(sidecar_flags: list[str], command: list[str], settings: Sidecar
             time.sleep(_POLL)
         env = dict(os.environ)
         env.update(DAPR_HTTP_PORT=str(settings.http_port), APP_ID=settings.app_id)
-        env.pop("DAPR_GRPC_PORT", None)
+        env["DAPR_GRPC_PORT"] = str(grpc_port)
         if settings.app_port is not None:
             env["APP_PORT"] = str(settings.app_port)
         try:

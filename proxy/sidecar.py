@@ -72,6 +72,7 @@ class Sidecar:
         self._stopping = asyncio.Event()
         self._http: HttpServer | None = None
         self._grpc: GrpcServer | None = None
+        self._dapr_api: GrpcServer | None = None
         self._source: InstanceSource | None = None
         self._client: InternalClient | None = None
         self._app: HttpAppChannel | None = None
@@ -205,6 +206,8 @@ class Sidecar:
             raise StartupError(
                 f"cannot listen on HTTP port {s.http_port}: {exc.strerror or exc}"
             ) from exc
+        if s.grpc_port is not None:
+            await self._start_dapr_api(invoker)
         if metrics is not None:
             from proxy.edge.metrics_server import metrics_server
 
@@ -228,14 +231,27 @@ class Sidecar:
         self._ready = True
         log.log(  # a worker's supervisor logs the one "ready" line for all of them
             logging.DEBUG if s.worker else logging.INFO,
-            "tether sidecar %s ready: HTTP API on %s:%d, internal gRPC on %s:%d (mTLS %s)",
+            "tether sidecar %s ready: HTTP API on %s:%d, internal gRPC on %s:%d (mTLS %s)%s",
             s.app_id,
             ",".join(s.listen_addresses),
             s.http_port,
             s.internal_listen_address,
             self.internal_port,
             "on" if credentials else "off",
+            f", gRPC API on port {s.grpc_port}" if self._dapr_api else "",
         )
+
+    async def _start_dapr_api(self, invoker: Invoker) -> None:
+        from proxy.daprapi.server import Listener, listen_dapr_api
+        from proxy.daprapi.service import DaprApi, app_connection_properties
+
+        s = self.settings
+        app = (s.app_port, s.app_protocol, s.app_channel_address, s.app_max_concurrency)
+        properties = app_connection_properties(*app, s.app_health if self._health else None)
+        api = DaprApi(s.app_id, invoker.invoke, s.api_token, s.max_body_size, properties)
+        limits = (grpc_message_limit(s), s.max_connections, s.reuse_port)
+        listener = Listener(s.listen_addresses, s.grpc_port or 0, *limits)
+        self._dapr_api = await listen_dapr_api(api, listener)
 
     def _instance_source(self) -> InstanceSource:
         """Where the instances of other apps come from; runs once the internal port is known."""
@@ -330,6 +346,8 @@ class Sidecar:
 
         if self._http is not None:
             await self._http.stop(left())
+        if self._dapr_api is not None:
+            await self._dapr_api.stop(left())
         if self._loop_lag is not None:
             self._loop_lag.stop()
         if self._metrics_http is not None:

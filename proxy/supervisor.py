@@ -124,7 +124,7 @@ class Supervisor:
             self._started = True
             log.info(
                 "tether sidecar %s ready: %d workers (pids %s), HTTP API on %s:%d, "
-                "internal gRPC on %s:%d (mTLS %s)",
+                "internal gRPC on %s:%d (mTLS %s)%s",
                 s.app_id,
                 s.workers,
                 ",".join(str(p.pid) for _, p in sorted(self._processes.items())),
@@ -133,6 +133,7 @@ class Supervisor:
                 s.internal_listen_address,
                 s.internal_grpc_port,
                 "on" if s.enable_mtls else "off",
+                f", gRPC API on port {s.grpc_port}" if s.grpc_port is not None else "",
             )
         try:
             await asyncio.gather(*slots)

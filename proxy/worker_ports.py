@@ -39,15 +39,19 @@ def bind_once(host: str, port: int) -> int:
 
 
 def claim_ports(settings: SidecarSettings) -> SidecarSettings:
-    """``settings`` with a concrete internal port, once the HTTP API and internal
-    ports are known to be free; raises PortTaken with the sidecar's wording."""
-    for host in settings.listen_addresses:
-        try:
-            bind_once(host, settings.http_port)
-        except OSError as exc:
-            raise PortTaken(
-                f"cannot listen on HTTP port {settings.http_port}: {exc.strerror or exc}"
-            ) from exc
+    """``settings`` with a concrete internal port, once the HTTP and gRPC API and
+    internal ports are known to be free; raises PortTaken with the sidecar's wording."""
+    api_ports = [("HTTP port", settings.http_port)]
+    if settings.grpc_port is not None:
+        api_ports.append(("gRPC API port", settings.grpc_port))
+    for what, api_port in api_ports:
+        for host in settings.listen_addresses:
+            try:
+                bind_once(host, api_port)
+            except OSError as exc:
+                raise PortTaken(
+                    f"cannot listen on {what} {api_port}: {exc.strerror or exc}"
+                ) from exc
     address = f"{settings.internal_listen_address}:{settings.internal_grpc_port}"
     try:
         port = bind_once(settings.internal_listen_address, settings.internal_grpc_port)

@@ -54,6 +54,8 @@ class SidecarSettings:
     app_channel_address: str = "127.0.0.1"
     app_max_concurrency: int = -1
     http_port: int = 3500
+    # The Dapr gRPC API (--dapr-grpc-port, daprd's 50001); None: not served.
+    grpc_port: int | None = None
     listen_addresses: tuple[str, ...] = ("127.0.0.1",)
     internal_grpc_port: int = 0  # 0: a free port, recorded in the registry
     internal_listen_address: str = "127.0.0.1"

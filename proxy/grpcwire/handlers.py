@@ -82,7 +82,7 @@ async def _answer(call: ServerCall, work: Coroutine[Any, Any, None]) -> None:
     try:
         await work
     except AbortError as exc:
-        connection.finish(call, exc.code, exc.message)
+        connection.finish(call, exc.code, exc.message, exc.trailing)
     except StreamClosed:
         pass
     except asyncio.CancelledError:

@@ -32,11 +32,13 @@ class GrpcServer:
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
         max_connections: int = 4096,
+        unknown_method: Callable[[bytes], tuple[str, str]] | None = None,
     ) -> None:
         """``identify`` turns the peer's certificate (``getpeercert()``, None without
         one) into what handlers see as ``call.peer``; it runs once per connection.
         When it raises ``PeerRefused``, every call on that connection ends
-        UNAUTHENTICATED with the reason, and no handler runs."""
+        UNAUTHENTICATED with the reason, and no handler runs. ``unknown_method``
+        gives the status of a call to a path not in ``methods``."""
         self._settings = ConnectionSettings(
             methods={path.encode("ascii"): method for path, method in methods.items()},
             max_message_size=max_message_size,
@@ -45,6 +47,7 @@ class GrpcServer:
             keepalive_timeout=keepalive_timeout,
             idle_timeout=idle_timeout,
             max_connections=max_connections,
+            unknown_method=unknown_method,
         )
         self._ssl = ssl_context
         self._servers: list[asyncio.Server] = []

@@ -28,12 +28,14 @@ WRITE_HIGH_WATER = 1024 * 1024
 
 
 class AbortError(Exception):
-    """A handler ended its call with a gRPC status (``code`` is its name)."""
+    """A handler ended its call with a gRPC status (``code`` is its name), and
+    ``trailing`` metadata beside it (``-bin`` values as bytes)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, trailing: Metadata = ()) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.trailing = trailing
 
 
 class StreamClosed(Exception):
@@ -108,9 +110,10 @@ class ServerCall:
                 pairs.append((key, value.decode("utf-8", "replace")))
         return tuple(pairs)
 
-    def abort(self, code: str, message: str) -> NoReturn:
-        """End the call with status ``code`` (a name such as "NOT_FOUND")."""
-        raise AbortError(code, message)
+    def abort(self, code: str, message: str, trailing: Metadata = ()) -> NoReturn:
+        """End the call with status ``code`` (a name such as "NOT_FOUND") and
+        ``trailing`` metadata (e.g. ``grpc-status-details-bin``)."""
+        raise AbortError(code, message, trailing)
 
     def send_initial_metadata(self, metadata: Metadata = ()) -> None:
         """Send the response headers now (a stream's caller may wait for them)."""

@@ -149,8 +149,11 @@ class ServerConnection(CallWriter, asyncio.Protocol):
         method = self._settings.methods.get(path) if path is not None else None
         if method is None or self._refused is not None:
             # Answered here: no handler runs, so the app behind it sees nothing.
+            unknown = self._settings.unknown_method
             if self._refused is not None:
                 status = ("UNAUTHENTICATED", f"peer identity refused: {self._refused}")
+            elif unknown is not None and path is not None:
+                status = unknown(path)
             else:
                 status = ("UNIMPLEMENTED", f"Method not found: {path!r}")
             self._h2.send_headers(stream_id, self._trailers_only(*status), end_stream=True)

@@ -35,6 +35,9 @@ class ConnectionSettings:
     # Open connections at most: at the cap an idle one (no calls) is closed for a
     # newcomer, and without one the newcomer is closed.
     max_connections: int = 4096
+    # The status of a call to a method not in ``methods``, by its path (grpc-go's
+    # UnknownServiceHandler, reduced to a status); None: UNIMPLEMENTED "Method not found".
+    unknown_method: Callable[[bytes], tuple[str, str]] | None = None
 
 
 class CallWriter:
@@ -61,12 +64,7 @@ class CallWriter:
 
     def send_headers(self, call: ServerCall, metadata: Metadata = ()) -> None:
         headers = list(_RESPONSE_HEADERS)
-        for key, value in metadata:
-            name = key.lower().encode("ascii")
-            if isinstance(value, bytes):
-                headers.append((name, base64.b64encode(value).rstrip(b"=")))
-            else:
-                headers.append((name, value.encode("utf-8")))
+        _add_metadata(headers, metadata)
         self._h2.send_headers(call.stream_id, headers)
         call.headers_sent = True
         self._schedule_flush()
@@ -95,8 +93,9 @@ class CallWriter:
             self._pump(call)
         self._schedule_flush()
 
-    def finish(self, call: ServerCall, code: str, message: str) -> None:
-        """End the call with a status: trailers now, or after the DATA still queued (OK only)."""
+    def finish(self, call: ServerCall, code: str, message: str, trailing: Metadata = ()) -> None:
+        """End the call with a status (and ``trailing`` metadata): trailers now, or
+        after the DATA still queued (OK only)."""
         if call.finished:
             return
         call.finished = True
@@ -106,6 +105,7 @@ class CallWriter:
         trailers = [(b"grpc-status", _STATUS.get(code, b"2"))]
         if message:
             trailers.append((b"grpc-message", encode_status_message(message).encode("ascii")))
+        _add_metadata(trailers, trailing)
         if not call.headers_sent:
             trailers[:0] = _RESPONSE_HEADERS
         elif code != "OK" and call.outbound:
@@ -192,3 +192,13 @@ class CallWriter:
 
     def _after_call(self) -> None:
         """A call has left the table (answered or reset)."""
+
+
+def _add_metadata(headers: list[tuple[bytes, bytes]], metadata: Metadata) -> None:
+    """Metadata onto HTTP/2 headers: names lower-cased, ``-bin`` (bytes) values base64."""
+    for key, value in metadata:
+        name = key.lower().encode("ascii")
+        if isinstance(value, bytes):
+            headers.append((name, base64.b64encode(value).rstrip(b"=")))
+        else:
+            headers.append((name, value.encode("utf-8")))

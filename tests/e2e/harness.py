@@ -85,6 +85,7 @@ class Sidecar:
     http_port: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    grpc_port: int = 0  # the Dapr gRPC API (--dapr-grpc-port)
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
@@ -183,6 +184,11 @@ class Cluster:
         ]
         if app is not None:
             args += ["--app-port", str(app.port)]
+        grpc_port = 0
+        if not any(a.startswith("--dapr-grpc-port") for a in extra):
+            # daprd's default 50001 would collide between sidecars, as 9090 would.
+            grpc_port = free_port()
+            args += ["--dapr-grpc-port", str(grpc_port)]
         if not any(a.startswith(("--metrics-port", "--enable-metrics")) for a in extra):
             # daprd's default 9090 would collide between sidecars; tests bind loopback only.
             args += ["--metrics-port", str(free_port())]
@@ -194,7 +200,7 @@ class Cluster:
                 args, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
             )
         self.processes.append(process)
-        sidecar = Sidecar(app_id, http_port, process, log_path)
+        sidecar = Sidecar(app_id, http_port, process, log_path, grpc_port)
         if wait:
             self.wait_ready(sidecar)
         return sidecar

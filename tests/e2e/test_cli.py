@@ -80,13 +80,22 @@ def test_run_starts_both_and_exits_cleanly_with_its_app(cluster: Cluster) -> Non
         request(checkout_http, "GET", "/v1.0/healthz", timeout=2)
 
 
-# The app under `tether run`: write its environment to a file and exit.
-_DUMP_ENV = "import json, os, sys; json.dump(dict(os.environ), open(sys.argv[1], 'w'))"
+# The app under `tether run`: write its environment, and whether something listens on
+# DAPR_GRPC_PORT, to a file and exit.
+_DUMP_ENV = (
+    "import json, os, socket, sys\n"
+    "env = dict(os.environ)\n"
+    "try:\n"
+    "    socket.create_connection(('127.0.0.1', int(env['DAPR_GRPC_PORT'])), 5).close()\n"
+    "    env['_GRPC_LISTENING'] = 'yes'\n"
+    "except (KeyError, ValueError, OSError) as exc:\n"
+    "    env['_GRPC_LISTENING'] = repr(exc)\n"
+    "json.dump(env, open(sys.argv[1], 'w'))\n"
+)
 
 
-def test_run_gives_the_app_dapr_variables_but_no_grpc_port(cluster: Cluster) -> None:
+def _run_dumping_env(cluster: Cluster, dump: Path, *flags: str) -> dict[str, str]:
     http_port, app_port = free_port(), free_port()
-    dump = cluster.root / "app-env.json"
     process = subprocess.Popen(
         [
             *tether_command(),
@@ -100,23 +109,35 @@ def test_run_gives_the_app_dapr_variables_but_no_grpc_port(cluster: Cluster) -> 
             "--enable-mtls=false",
             "--metrics-listen-address",
             "127.0.0.1",
+            *flags,
             "--",
             sys.executable,
             "-c",
             _DUMP_ENV,
             str(dump),
         ],
-        # Inherited from a shell set up for daprd: must not reach the app either.
-        env={**cluster.env, "DAPR_GRPC_PORT": "50001"},
+        # Inherited from a shell set up for daprd: the app gets the port tether serves.
+        env={**cluster.env, "DAPR_GRPC_PORT": "1"},
     )
     cluster.processes.append(process)
     assert process.wait(60) == 0
-    env = json.loads(dump.read_text())
+    env: dict[str, str] = json.loads(dump.read_text())
     assert env["DAPR_HTTP_PORT"] == str(http_port)
     assert env["APP_ID"] == "envcheck"
     assert env["APP_PORT"] == str(app_port)
-    # Nothing serves the Dapr gRPC API yet; an SDK told a port would fail against it.
-    assert "DAPR_GRPC_PORT" not in env
+    return env
+
+
+def test_run_gives_the_app_dapr_variables_and_the_grpc_port_it_serves(cluster: Cluster) -> None:
+    # Without --dapr-grpc-port: a free port (as `dapr run`), not 50001 for every app.
+    env = _run_dumping_env(cluster, cluster.root / "app-env.json")
+    assert env["DAPR_GRPC_PORT"] not in ("1", "")
+    assert env["_GRPC_LISTENING"] == "yes"
+    # With it: that port.
+    port = free_port()
+    env = _run_dumping_env(cluster, cluster.root / "app-env-2.json", "--dapr-grpc-port", str(port))
+    assert env["DAPR_GRPC_PORT"] == str(port)
+    assert env["_GRPC_LISTENING"] == "yes"
 
 
 def test_certs_init_writes_dapr_file_names_and_refuses_to_overwrite(cluster: Cluster) -> None:
@@ -137,10 +158,7 @@ def test_certs_init_writes_dapr_file_names_and_refuses_to_overwrite(cluster: Clu
             ["--placement-host-address", "x"],
             "--placement-host-address: actors is not supported by tether yet",
         ),
-        (
-            ["--dapr-grpc-port", "50001"],
-            "--dapr-grpc-port: the Dapr gRPC API is not supported by tether yet",
-        ),
+        (["--dapr-grpc-port", "0"], "--dapr-grpc-port: '0' is not a port number (1-65535)"),
         (
             ["--app-protocol", "grpc"],
             "--app-protocol: 'grpc' is not supported yet (supported: http)",

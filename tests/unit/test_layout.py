@@ -30,6 +30,15 @@ ALLOWED: dict[str, set[str]] = {
     "proxy.config": {"proxy.core", "yamlcheck", "resiliency", "certs", *STAGES},
     "proxy.hop": {"proxy.core", "proxy.protos", "proxy.grpcwire", "resiliency", "certs", *STAGES},
     "proxy.edge": {"proxy.core", "proxy.hop", "proxy.app", "proxy.observability"},
+    # The Dapr gRPC API: the edge's imports, and the lean gRPC server with its protos.
+    "proxy.daprapi": {
+        "proxy.core",
+        "proxy.hop",
+        "proxy.app",
+        "proxy.observability",
+        "proxy.grpcwire",
+        "proxy.protos",
+    },
     # The CA service: proxy.config for proxy.config.mtls only (Sentry's spec.mtls).
     "sentry": {
         "certs",
