@@ -51,7 +51,9 @@ class ClientStream:
         "_status",
         "_timer",
         "_writers",
+        "response_headers",
         "stream_id",
+        "trailers",
     )
 
     def __init__(
@@ -76,6 +78,10 @@ class ClientStream:
         self._held = 0  # received bytes not yet given back to the peer's window
         self._status: Status | None = None
         self._timer: asyncio.TimerHandle | None = None
+        # As received (pseudo-headers included), for whoever relays them: the
+        # response headers, and the trailers (those of a trailers-only answer too).
+        self.response_headers: list[tuple[bytes, bytes]] = []
+        self.trailers: list[tuple[bytes, bytes]] = []
 
     # ------------------------------------------------------------------ caller side
 
@@ -185,12 +191,14 @@ class ClientStream:
         failure = check_response_head(headers)
         if ended:
             # Trailers-only: the status is in these headers.
+            self.trailers = headers
             self.finish(status_from_trailers(headers) or failure or _NO_STATUS)
             return
         if failure is not None:
             self.finish(failure, reset=True)
             return
         self._got_headers = True
+        self.response_headers = headers
         if self._headers_waiter is not None and not self._headers_waiter.done():
             self._headers_waiter.set_result(None)
         if self._listener is not None:
@@ -221,6 +229,7 @@ class ClientStream:
             self._wake_readers()
 
     def on_trailers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self.trailers = headers
         status = status_from_trailers(headers) or _NO_STATUS
         if status.ok and self._reader.pending:
             status = Status("INTERNAL", "stream ended inside a message")

@@ -38,6 +38,8 @@ def handler(seen: Seen) -> grpc.GenericRpcHandler:
     async def unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         seen.metadata.append(tuple(context.invocation_metadata() or ()))
         seen.auth.append({k: list(v) for k, v in context.auth_context().items()})
+        await context.send_initial_metadata((("x-echo-head", "h"),))
+        context.set_trailing_metadata((("x-echo-tail", "t"),))
         return request[::-1]
 
     async def count(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:

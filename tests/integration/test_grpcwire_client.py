@@ -129,12 +129,18 @@ def test_a_multi_mib_message_crosses_flow_control_both_ways() -> None:
 
 def test_server_stream_and_metadata() -> None:
     seen = Seen()
+    answered: list[ClientStream] = []
 
     async def main() -> list[bytes]:
         async with serve(seen) as port:
             channel = Channel("127.0.0.1", port, SETTINGS)
             try:
-                await unary(channel, "Unary", b"x", metadata=((b"x-tether", b"yes"),))
+                stream = await channel.open(method("Unary"), metadata=((b"x-tether", b"yes"),))
+                stream.write(b"x")
+                stream.end()
+                assert await stream.read() == b"x"
+                assert (await stream.status()).ok
+                answered.append(stream)
                 stream = await channel.open(method("Count"))
                 stream.write(b"300")
                 stream.end()
@@ -148,6 +154,10 @@ def test_server_stream_and_metadata() -> None:
 
     assert run(main) == [str(n).encode() for n in range(300)]
     assert ("x-tether", "yes") in seen.metadata[0]
+    # What the server sent beside the message is kept for whoever relays it.
+    assert (b"x-echo-head", b"h") in answered[0].response_headers
+    assert (b"x-echo-tail", b"t") in answered[0].trailers
+    assert (b"grpc-status", b"0") in answered[0].trailers
     assert any(key == "user-agent" for key, _ in seen.metadata[0])
 
 
