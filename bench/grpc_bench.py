@@ -22,6 +22,8 @@ the Dapr HTTP API of the same pair, for comparison. Per target it prints latency
 percentiles, the latency the pair adds against its direct reference, CPU µs per call
 of each sidecar (from ``/proc``, sampled around exactly the measured window) and each
 sidecar's RSS; ``--runs N`` repeats with fresh sidecars and prints medians and spread.
+CPU per call is everything the sidecar spent in the window divided by the calls, so at
+low rates its idle work (timers, wake-ups) weighs in.
 A target that cannot be measured (a tether without gRPC proxying or gRPC apps refuses
 ``--app-protocol grpc``) is reported "not available" with the reason. Nothing is
 asserted: the exit code is 0 whenever the measurements ran.
@@ -101,8 +103,8 @@ class GrpcBench:
         env.pop("NAMESPACE", None)
         env["HOME"] = str(home)
         first = [str(args.tether_src.resolve())] if args.tether_src else []
-        paths = [*first, str(REPO), env.get("PYTHONPATH", "")]
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
+        paths = [*first, str(REPO), *env.get("PYTHONPATH", "").split(os.pathsep)]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(filter(None, paths)))
         self.env = env
         self.grpc_app_port, self.http_app_port = free_port(), free_port()
         self.apps: list[Proc] = []
@@ -176,8 +178,11 @@ class GrpcBench:
             reader = LineReader(popen)
             deadline = time.monotonic() + args.warmup + args.duration + 60.0
             line = reader.line(deadline)
-            if line is None or line.startswith("FAILED"):
-                result.problem = f"the first call failed: {(line or 'no answer')[7:]}"
+            if line is not None and line.startswith("FAILED "):
+                result.problem = f"the first call failed: {line.removeprefix('FAILED ')}"
+                return result
+            if line != "WARMED":
+                result.problem = f"the load client said {line!r} (exit code {popen.poll()})"
                 return result
             counted = [*watched, loadgen]
             before = {p.name: proc_cpu(p) for p in counted}
