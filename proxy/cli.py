@@ -195,6 +195,7 @@ def settings_from_args(
         app_id=app_id,
         app_port=parse_port(args.app_port, "--app-port") if args.app_port else None,
         app_channel_address=args.app_channel_address,
+        app_protocol=args.app_protocol,
         app_max_concurrency=_int(args.app_max_concurrency, "--app-max-concurrency"),
         http_port=parse_port(args.dapr_http_port, "--dapr-http-port"),
         grpc_port=parse_port(args.dapr_grpc_port or "50001", "--dapr-grpc-port"),

@@ -24,7 +24,7 @@ from proxy.daprapi.status_mapping import (
 )
 from proxy.grpcwire.handlers import RpcMethod, unary_unary
 from proxy.grpcwire.server_call import ServerCall
-from proxy.hop.call import Answer, GrpcReply, Invocation, InvokeError
+from proxy.hop.call import NO_VERB, Answer, GrpcReply, Invocation, InvokeError
 from proxy.hop.grpc_answer import grpc_metadata
 from proxy.protos import common_pb2, runtime_pb2
 
@@ -33,7 +33,7 @@ INVOKE_SERVICE = f"/{SERVICE}/InvokeService"
 GET_METADATA = f"/{SERVICE}/GetMetadata"
 
 # HTTPExtension.Verb names. daprd's HTTP app channel refuses NONE and CONNECT (Go's
-# net/http cannot send CONNECT): refused here already, as tether calls HTTP apps only.
+# net/http cannot send CONNECT): refused here already when the caller names one.
 _VERB_NAMES = {number: name for name, number in common_pb2.HTTPExtension.Verb.items()}
 _REFUSED_VERBS = frozenset(("NONE", "CONNECT"))
 
@@ -106,12 +106,14 @@ class DaprApi:
             method = normalize_method(message.method)
         except InvalidMethod as exc:
             call.abort("INVALID_ARGUMENT", f"failed to invoke, id: {request.id}, err: {exc}")
-        if not message.HasField("http_extension"):
-            call.abort("INVALID_ARGUMENT", "missing HTTP extension field")
         extension = message.http_extension
-        verb = _VERB_NAMES.get(extension.verb, "NONE")
-        if verb in _REFUSED_VERBS:
-            call.abort("INVALID_ARGUMENT", "invalid HTTP verb")
+        # No HTTP extension: fine for a gRPC app; the callee refuses it for an HTTP app
+        # (as daprd's HTTP app channel does).
+        verb = NO_VERB
+        if message.HasField("http_extension"):
+            verb = _VERB_NAMES.get(extension.verb, "NONE")
+            if verb in _REFUSED_VERBS:
+                call.abort("INVALID_ARGUMENT", "invalid HTTP verb")
         invocation = Invocation(
             target_id=request.id,
             method=method,

@@ -12,6 +12,10 @@ from proxy.core.errors import TetherError
 
 Headers = list[tuple[bytes, bytes]]
 
+# An Invocation's verb when the caller gave none (the gRPC API without an HTTP
+# extension): the request then carries no HTTP extension, which only gRPC apps take.
+NO_VERB = ""
+
 
 @dataclass(frozen=True, slots=True)
 class Invocation:

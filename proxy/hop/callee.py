@@ -66,12 +66,11 @@ def prepare_app_call(
     """Validate and translate the request. Raises InvalidMethod (gRPC InvalidArgument)."""
     message = request.message
     method = normalize_method(message.method)
-    if message.HasField("http_extension"):
-        verb = _VERB_NAMES.get(message.http_extension.verb, "POST")
-        query = message.http_extension.querystring
-    else:
-        # Callers that invoke without an HTTP extension (gRPC InvokeService) mean POST.
-        verb, query = "POST", ""
+    if not message.HasField("http_extension"):
+        # daprd's HTTP app channel: only a gRPC app takes a call without one.
+        raise InvalidMethod("missing HTTP extension field")
+    verb = _VERB_NAMES.get(message.http_extension.verb, "POST")
+    query = message.http_extension.querystring
     if verb in ("NONE", "CONNECT"):
         raise InvalidMethod(f"verb {verb} is not allowed towards the app")
     # The repeated fields themselves, not copies: they are only read. (Keys then
