@@ -105,11 +105,10 @@ def run_sdk(port: int, path: str) -> None:
 
 
 def run_plain(port: int, path: str, cert: str | None, key: str | None) -> None:
+    from dapr.proto import appcallback_service_v1, appcallback_v1, common_v1
     from google.protobuf.any_pb2 import Any
     from google.rpc import code_pb2, error_details_pb2, status_pb2
     from grpc_status import rpc_status
-
-    from dapr.proto import appcallback_service_v1, appcallback_v1, common_v1
 
     class Callback(appcallback_service_v1.AppCallbackServicer):  # type: ignore[misc]
         def OnInvoke(self, request: object, context: grpc.ServicerContext) -> object:
