@@ -291,10 +291,11 @@ class Callee:
             method = normalize_method(message.method)
         except InvalidMethod as exc:
             raise CallRejected("INVALID_ARGUMENT", str(exc)) from exc
-        # daprd judges the verb the request carries: none (NONE) without an HTTP extension.
+        # daprd judges (and names in its refusal) the verb the request carries: none
+        # (NONE) without an HTTP extension. For a gRPC app only the operation counts.
         verb = (
             _VERB_NAMES.get(message.http_extension.verb, NO_VERB)
-            if (message.HasField("http_extension") and access.http)
+            if message.HasField("http_extension")
             else NO_VERB
         )
         decision = access.judge(caller, method, verb)

@@ -256,3 +256,46 @@ def test_app_max_concurrency_holds_at_the_app(cluster: Cluster) -> None:
     slow = calls(app, "slow")
     assert len(slow) == 4
     assert max(int(str(entry["in_flight"])) for entry in slow) == 1
+
+
+GRPC_ACL = """\
+apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata: {name: ordersconfig}
+spec:
+  accessControl:
+    defaultAction: deny
+    trustDomain: public
+    policies:
+    - appId: checkout
+      defaultAction: deny
+      trustDomain: public
+      namespace: default
+      operations:
+      - {name: /hello, httpVerb: [GET], action: allow}
+"""
+
+
+def test_access_control_for_a_grpc_app_judges_the_operation_only(cluster: Cluster) -> None:
+    cluster.certs_init()
+    app = grpc_app(cluster, "sdk")
+    config = cluster.root / "orders.yaml"
+    config.write_text(GRPC_ACL)
+    cluster.sidecar("orders", app, extra=(*GRPC_APP, "--config", str(config)))
+    checkout = cluster.sidecar("checkout")
+
+    # Not an HTTP app: the operation's action holds whatever the verb (daprd's rule for
+    # non-HTTP app protocols), and names are compared as written (not lower-cased).
+    for verb in ("GET", "POST"):
+        allowed = request(checkout.http_port, verb, "/v1.0/invoke/orders/method/hello")
+        assert allowed.status == 200, allowed.body
+    denied = request(checkout.http_port, "POST", "/v1.0/invoke/orders/method/HELLO")
+    assert denied.status == 403, denied.body
+    assert denied.json() == {  # type: ignore[comparison-overlap]
+        "errorCode": "ERR_DIRECT_INVOKE",
+        "message": "failed to invoke, id: orders, err: rpc error: code = PermissionDenied desc ="
+        " access control policy has denied access to id: spiffe://public/ns/default/checkout"
+        " operation: HELLO verb: POST",
+    }
+    assert len(calls(app, "hello")) == 2
+    assert not calls(app, "HELLO")
