@@ -16,6 +16,7 @@ from typing import NoReturn, TypeVar
 
 from certs.errors import CertError
 from proxy.app.health import HealthCheckSettings
+from proxy.app.setup import APP_PROTOCOLS
 from proxy.config.certificate_settings import certificate_settings
 from proxy.config.configuration import ConfigError, load_configuration
 from proxy.config.name_resolution import NameResolutionSettings
@@ -75,7 +76,11 @@ def _add_sidecar_flags(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--app-id", required=True, help="this app's ID")
     add("--app-port", default="", help="port the app listens on (empty: no app channel)")
-    add("--app-protocol", default="http", help="protocol of the app channel (http)")
+    add(
+        "--app-protocol",
+        default="http",
+        help="protocol of the app channel: http, grpc, or grpcs (TLS, not verified)",
+    )
     add("--app-channel-address", default="127.0.0.1", help="address the app listens on")
     add(
         "--app-max-concurrency", default="-1", help="max concurrent calls to the app (-1: no limit)"
@@ -177,9 +182,10 @@ def settings_from_args(
     if refused:
         flag = refused[0]
         raise UsageError(f"{flag}: {_NOT_YET[flag]} is not supported by tether yet")
-    if args.app_protocol != "http":
+    if args.app_protocol not in APP_PROTOCOLS:
         raise UsageError(
-            f"--app-protocol: {args.app_protocol!r} is not supported yet (supported: http)"
+            f"--app-protocol: {args.app_protocol!r} is not supported yet"
+            f" (supported: {', '.join(APP_PROTOCOLS)})"
         )
     app_id, namespace = identity_from_env(args.app_id, env)
     host_ip, hostname = host_identity(env)
@@ -189,6 +195,7 @@ def settings_from_args(
         app_id=app_id,
         app_port=parse_port(args.app_port, "--app-port") if args.app_port else None,
         app_channel_address=args.app_channel_address,
+        app_protocol=args.app_protocol,
         app_max_concurrency=_int(args.app_max_concurrency, "--app-max-concurrency"),
         http_port=parse_port(args.dapr_http_port, "--dapr-http-port"),
         grpc_port=parse_port(args.dapr_grpc_port or "50001", "--dapr-grpc-port"),

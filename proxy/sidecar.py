@@ -20,8 +20,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from proxy.app.channel import HttpAppChannel
 from proxy.app.health import AppHealthProber, AppHealthState
+from proxy.app.setup import AppChannel, build_app_side
 from proxy.config.resiliency_reload import ResiliencyFiles, ResiliencyReloader
 from proxy.config.settings import SidecarSettings, announcement
 from proxy.core.body import CHUNK_SIZE
@@ -75,7 +75,7 @@ class Sidecar:
         self._dapr_api: GrpcServer | None = None
         self._source: InstanceSource | None = None
         self._client: InternalClient | None = None
-        self._app: HttpAppChannel | None = None
+        self._app: AppChannel | None = None
         self._resolver: BalancedResolver | None = None
         self._registry: SqliteRegistry | None = None
         parked = settings.max_parked_bodies
@@ -116,13 +116,8 @@ class Sidecar:
             except RegistryError as exc:
                 raise StartupError(str(exc)) from exc
         if s.app_port is not None:
-            self._app = HttpAppChannel(s.app_channel_address, s.app_port, s.app_max_concurrency)
-            if s.app_health is not None:
-                self._health = AppHealthState(s.app_health.threshold)
-                # Probes get their own channel so a full --app-max-concurrency
-                # cannot make a busy app look dead.
-                probe_channel = HttpAppChannel(s.app_channel_address, s.app_port, max_idle=1)
-                self._prober = AppHealthProber(probe_channel, s.app_health, self._health)
+            app = build_app_side(s, s.app_port)
+            self._app, self._health, self._prober = app.channel, app.health, app.prober
         metrics = self._metrics
         access, warnings = access_control_for(s.access_control, s.app_protocol, s.enable_mtls)
         for warning in warnings:

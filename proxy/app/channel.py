@@ -7,12 +7,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import h11
 
 from proxy.app.connection import AppConnection, EmptyResponse
 from proxy.core.body import CHUNK_SIZE, Body
 from proxy.core.errors import AppChannelError
+
+if TYPE_CHECKING:
+    # Types only: the gRPC client loads only in sidecars whose app speaks gRPC.
+    from proxy.app.grpc_channel import GrpcAppAnswer
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -44,9 +49,13 @@ def may_replay(verb: str, headers: Headers, *, written: bool, answered: bool) ->
 
 @dataclass(slots=True)
 class AppResponse:
+    """The app's answer: an HTTP status, headers and body; from a gRPC app, its gRPC
+    status code, header metadata and the response's data, with ``grpc`` its answer."""
+
     status: int
     headers: Headers
     body: Body
+    grpc: GrpcAppAnswer | None = None
 
 
 class HttpAppChannel:

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 from proxy.app.channel import HttpAppChannel
 from proxy.core.body import Body, close_body
@@ -18,7 +19,7 @@ log = logging.getLogger("tether.apphealth")
 
 @dataclass(frozen=True, slots=True)
 class HealthCheckSettings:
-    path: str = "/healthz"
+    path: str = "/healthz"  # HTTP apps only: a gRPC app is asked AppCallbackHealthCheck
     interval: float = 5.0
     timeout: float = 0.5
     threshold: int = 3
@@ -47,11 +48,40 @@ class AppHealthState:
         return False
 
 
+class HealthProbe(Protocol):
+    """One way to ask the app whether it is healthy."""
+
+    async def health_check(self, timeout: float) -> bool:
+        """True when the app answered healthy within ``timeout`` s."""
+
+    async def close(self) -> None: ...
+
+
+class HttpHealthProbe:
+    """A GET of the health path: a 2xx within the timeout is healthy."""
+
+    def __init__(self, channel: HttpAppChannel, path: str) -> None:
+        self._channel = channel
+        self._path = path
+
+    async def health_check(self, timeout: float) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                response = await self._channel.call("GET", self._path, [], Body())
+                await close_body(response.body)
+        except (TimeoutError, AppChannelError):
+            return False
+        return 200 <= response.status < 300
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
 class AppHealthProber:
     def __init__(
-        self, channel: HttpAppChannel, settings: HealthCheckSettings, state: AppHealthState
+        self, probe: HealthProbe, settings: HealthCheckSettings, state: AppHealthState
     ) -> None:
-        self._channel = channel
+        self._probe = probe
         self._settings = settings
         self._state = state
         self._task: asyncio.Task[None] | None = None
@@ -64,17 +94,10 @@ class AppHealthProber:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._channel.close()
+        await self._probe.close()
 
     async def probe_once(self) -> bool:
-        """One GET of the health path: a 2xx within the timeout is healthy."""
-        try:
-            async with asyncio.timeout(self._settings.timeout):
-                response = await self._channel.call("GET", self._settings.path, [], Body())
-                await close_body(response.body)
-        except (TimeoutError, AppChannelError):
-            return False
-        return 200 <= response.status < 300
+        return await self._probe.health_check(self._settings.timeout)
 
     async def _run(self) -> None:
         while True:

@@ -12,7 +12,7 @@ from typing import NoReturn
 from proxy.app.health import HealthCheckSettings
 from proxy.core.body import Body, BodyTooLarge, close_body
 from proxy.core.errors import AppChannelError, InvalidMethod
-from proxy.core.grpc_status import GRPC_CODE_NAMES
+from proxy.core.grpc_status import GRPC_CODE_NAMES, grpc_code_name
 from proxy.core.method_path import normalize_method
 from proxy.core.version import RUNTIME_VERSION
 from proxy.daprapi.status_mapping import (
@@ -24,7 +24,8 @@ from proxy.daprapi.status_mapping import (
 )
 from proxy.grpcwire.handlers import RpcMethod, unary_unary
 from proxy.grpcwire.server_call import ServerCall
-from proxy.hop.call import Answer, Invocation, InvokeError
+from proxy.hop.call import NO_VERB, Answer, GrpcReply, Invocation, InvokeError
+from proxy.hop.grpc_answer import grpc_metadata
 from proxy.protos import common_pb2, runtime_pb2
 
 SERVICE = "dapr.proto.runtime.v1.Dapr"
@@ -32,7 +33,7 @@ INVOKE_SERVICE = f"/{SERVICE}/InvokeService"
 GET_METADATA = f"/{SERVICE}/GetMetadata"
 
 # HTTPExtension.Verb names. daprd's HTTP app channel refuses NONE and CONNECT (Go's
-# net/http cannot send CONNECT): refused here already, as tether calls HTTP apps only.
+# net/http cannot send CONNECT): refused here already when the caller names one.
 _VERB_NAMES = {number: name for name, number in common_pb2.HTTPExtension.Verb.items()}
 _REFUSED_VERBS = frozenset(("NONE", "CONNECT"))
 
@@ -105,12 +106,14 @@ class DaprApi:
             method = normalize_method(message.method)
         except InvalidMethod as exc:
             call.abort("INVALID_ARGUMENT", f"failed to invoke, id: {request.id}, err: {exc}")
-        if not message.HasField("http_extension"):
-            call.abort("INVALID_ARGUMENT", "missing HTTP extension field")
         extension = message.http_extension
-        verb = _VERB_NAMES.get(extension.verb, "NONE")
-        if verb in _REFUSED_VERBS:
-            call.abort("INVALID_ARGUMENT", "invalid HTTP verb")
+        # No HTTP extension: fine for a gRPC app; the callee refuses it for an HTTP app
+        # (as daprd's HTTP app channel does).
+        verb = NO_VERB
+        if message.HasField("http_extension"):
+            verb = _VERB_NAMES.get(extension.verb, "NONE")
+            if verb in _REFUSED_VERBS:
+                call.abort("INVALID_ARGUMENT", "invalid HTTP verb")
         invocation = Invocation(
             target_id=request.id,
             method=method,
@@ -129,6 +132,8 @@ class DaprApi:
         except (BodyTooLarge, AppChannelError) as exc:
             await close_body(answer.body)
             _fail(call, GrpcError("INTERNAL", f"failed to invoke, id: {request.id}, err: {exc}"))
+        if answer.grpc is not None:
+            return _pass_through(call, answer.grpc, data)
         call.send_initial_metadata(response_metadata(answer.headers, answer.status))
         error = error_from_http_status(answer.status, data)
         if error is not None:
@@ -167,6 +172,26 @@ def app_connection_properties(
         properties.health.health_probe_timeout = f"{health.timeout * 1000:g}ms"
         properties.health.health_threshold = health.threshold
     return properties
+
+
+def _pass_through(call: ServerCall, reply: GrpcReply, data: bytes) -> NoReturn:
+    """A gRPC app's answer as daprd's InvokeService gives it: the app's status (with its
+    details), its header metadata (permanent HTTP names as ``dapr-<name>``) and its
+    trailer metadata; the InvokeResponse as the app sent it when the status is OK."""
+    call.send_initial_metadata(grpc_metadata(reply.headers, http_conversion=True))
+    trailing = grpc_metadata(reply.trailers, http_conversion=False)
+    code = grpc_code_name(reply.code)
+    if code != "OK":
+        if reply.details:
+            trailing.append(("grpc-status-details-bin", reply.details))
+        call.abort(code, reply.message, trailing)
+    response = common_pb2.InvokeResponse(content_type=reply.content_type)
+    response.data.value = data
+    response.data.type_url = reply.type_url
+    # The response goes out now; an OK "abort" then ends the call with the app's trailers
+    # (a unary handler's return value could carry none).
+    call.connection.send_message(call, call.method.serialize(response))
+    call.abort("OK", "", trailing)
 
 
 def _content_type(answer: Answer) -> str:

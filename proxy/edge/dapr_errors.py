@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from proxy.hop.call import InvokeError
+from proxy.hop.call import InvokeError, InvokeMalformed
 
 ERR_DIRECT_INVOKE = "ERR_DIRECT_INVOKE"
 ERR_HEALTH_NOT_READY = "ERR_HEALTH_NOT_READY"
@@ -13,6 +13,7 @@ ERR_HEALTH_APPID_NOT_MATCH = "ERR_HEALTH_APPID_NOT_MATCH"
 ERR_OUTBOUND_HEALTH_NOT_READY = "ERR_OUTBOUND_HEALTH_NOT_READY"
 ERR_MALFORMED_REQUEST = "ERR_MALFORMED_REQUEST"
 ERR_INTERNAL = "ERR_INTERNAL"
+ERR_MALFORMED_RESPONSE = "ERR_MALFORMED_RESPONSE"
 
 NO_APP_ID_MESSAGE = "failed getting app id either from the URL path or the header dapr-app-id"
 
@@ -36,6 +37,8 @@ def direct_invoke_failed(app_id: str, reason: str, status: int = 500) -> ErrorRe
 
 def invoke_failed(error: InvokeError) -> ErrorResponse:
     """An invocation that failed before the app answered, with the status its kind maps to."""
+    if isinstance(error, InvokeMalformed):
+        return error_json(500, ERR_MALFORMED_RESPONSE, error.reason)
     return direct_invoke_failed(error.target_id, error.reason, error.http_status)
 
 

@@ -4,12 +4,17 @@ today, Dapr's gRPC API later) builds an ``Invocation``, gets an ``Answer`` or an
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from proxy.core.body import Body
 from proxy.core.errors import TetherError
 
 Headers = list[tuple[bytes, bytes]]
+
+# An Invocation's verb when the caller gave none (the gRPC API without an HTTP
+# extension): the request then carries no HTTP extension, which only gRPC apps take.
+NO_VERB = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,13 +32,32 @@ class Invocation:
     id_header: bytes = b""
 
 
+@dataclass(frozen=True, slots=True)
+class GrpcReply:
+    """A gRPC app's answer as its sidecar sent it, for callers that pass it through
+    (the Dapr gRPC API's InvokeService): the app's status, its header and trailer
+    metadata (Dapr's carried form: ``-bin`` values base64), and the InvokeResponse's
+    content type and data type URL."""
+
+    code: int
+    message: str
+    details: bytes  # the serialised google.rpc.Status with the app's details; b"": none
+    headers: Mapping[str, Sequence[str]]
+    trailers: Mapping[str, Sequence[str]]
+    content_type: str = ""
+    type_url: str = ""
+
+
 @dataclass(slots=True)
 class Answer:
-    """The target app's answer (or one attempt's), with an HTTP status."""
+    """The target app's answer (or one attempt's), with an HTTP status. A gRPC app's
+    answer has the HTTP status, headers and body daprd's HTTP API gives it, and the
+    app's own in ``grpc``."""
 
     status: int
     headers: Headers
     body: Body
+    grpc: GrpcReply | None = None
 
 
 class InvokeError(TetherError):
@@ -54,6 +78,10 @@ class InvokeDenied(InvokeError):
     """The target's sidecar refused the caller (gRPC PERMISSION_DENIED)."""
 
     http_status = 403
+
+
+class InvokeMalformed(InvokeError):
+    """A gRPC app's error status could not be shown as JSON (ERR_MALFORMED_RESPONSE)."""
 
 
 class InvokeRejected(InvokeError):

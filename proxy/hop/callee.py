@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from proxy.app.channel import AppResponse, HttpAppChannel
+from proxy.app.grpc_channel import GrpcAppChannel
 from proxy.app.health import AppHealthState
 from proxy.core.body import Body, BodyReadError, BodyTooLarge
 from proxy.core.errors import AppChannelError, CallRejected, InvalidMethod, StreamProtocolError
 from proxy.core.grpc_status import GRPC_CODE_NAMES
 from proxy.core.method_path import normalize_method
 from proxy.hop.access_control import NO_VERB, AccessControl, denied_message
+from proxy.hop.grpc_app_rules import app_metadata, fill_grpc_head
 from proxy.hop.header_rules import (
     CALLER_APP_ID,
     CallerIdentity,
@@ -64,12 +66,11 @@ def prepare_app_call(
     """Validate and translate the request. Raises InvalidMethod (gRPC InvalidArgument)."""
     message = request.message
     method = normalize_method(message.method)
-    if message.HasField("http_extension"):
-        verb = _VERB_NAMES.get(message.http_extension.verb, "POST")
-        query = message.http_extension.querystring
-    else:
-        # Callers that invoke without an HTTP extension (gRPC InvokeService) mean POST.
-        verb, query = "POST", ""
+    if not message.HasField("http_extension"):
+        # daprd's HTTP app channel: only a gRPC app takes a call without one.
+        raise InvalidMethod("missing HTTP extension field")
+    verb = _VERB_NAMES.get(message.http_extension.verb, "POST")
+    query = message.http_extension.querystring
     if verb in ("NONE", "CONNECT"):
         raise InvalidMethod(f"verb {verb} is not allowed towards the app")
     # The repeated fields themselves, not copies: they are only read. (Keys then
@@ -111,11 +112,15 @@ def declared_length(request: internals_pb2.InternalInvokeRequest) -> int | None:
     return None
 
 
+# A gRPC app is called with no HTTP request: what the HTTP metrics would label.
+_NO_HTTP_CALL = AppCall("", "", [])
+
+
 @dataclass(frozen=True, slots=True)
 class Callee:
     """What every inbound transport needs to hand a call to the local app."""
 
-    app: HttpAppChannel | None
+    app: HttpAppChannel | GrpcAppChannel | None
     app_api_token: str | None
     # Set when app health checks are on: calls are refused while it is unhealthy.
     health: AppHealthState | None = None
@@ -171,6 +176,13 @@ class Callee:
             rejected = CallRejected("INTERNAL", f"error invoking app channel: {detail}")
             self._rejected(rejected, source, span)
             raise rejected from exc
+        if response.grpc is not None:
+            if span is not None:
+                span.set_status_code(response.status, protocol="grpc")
+                span.end()
+            if metrics is not None:
+                metrics.res_sent(source, str(response.status))
+            return response
         if span is not None:
             span.set_status_code(response.status)
             span.end()
@@ -197,6 +209,8 @@ class Callee:
         trace: TraceContext | None,
         local: bool,
     ) -> tuple[AppResponse, AppCall, float]:
+        """The app's response, the HTTP request it was (empty for a gRPC app), and
+        how long the app took (ms)."""
         if request.ver != internals_pb2.V1:
             raise CallRejected("UNIMPLEMENTED", f"unsupported api version {request.ver}")
         if self.app is None:
@@ -205,6 +219,10 @@ class Callee:
             self._check_access(self.access_control, request, caller)
         if self.health is not None and not self.health.healthy:
             raise CallRejected("INTERNAL", "app is not in a healthy state")
+        if isinstance(self.app, GrpcAppChannel):
+            started = time.perf_counter()
+            response = await self._serve_grpc(self.app, request, body, caller, trace)
+            return response, _NO_HTTP_CALL, (time.perf_counter() - started) * 1000
         try:
             call = prepare_app_call(
                 request, verified_caller=caller, app_api_token=self.app_api_token
@@ -220,6 +238,41 @@ class Callee:
             # A peer streamed a body over our --max-body-size: its fault, not the app's.
             raise CallRejected("RESOURCE_EXHAUSTED", f"error invoking app channel: {exc}") from exc
         return response, call, (time.perf_counter() - started) * 1000
+
+    async def _serve_grpc(
+        self,
+        app: GrpcAppChannel,
+        request: internals_pb2.InternalInvokeRequest,
+        body: Body,
+        caller: CallerIdentity | None,
+        trace: TraceContext | None,
+    ) -> AppResponse:
+        """OnInvoke with the request's message (its data the whole body) and metadata as
+        daprd's gRPC channel sends them; the app's status, whatever it is, is its answer."""
+        try:
+            method = normalize_method(request.message.method)
+            data = await body.read_all(app.max_message_size)
+        except InvalidMethod as exc:
+            raise CallRejected("INVALID_ARGUMENT", str(exc)) from exc
+        except (StreamProtocolError, BodyReadError) as exc:
+            raise CallRejected("INTERNAL", f"error invoking app channel: {exc}") from exc
+        except BodyTooLarge as exc:
+            raise CallRejected("RESOURCE_EXHAUSTED", f"error invoking app channel: {exc}") from exc
+        message = common_pb2.InvokeRequest()
+        message.CopyFrom(request.message)
+        message.method = method
+        message.data.value = data
+        carried = request.metadata
+        metadata = app_metadata(
+            {key: carried[key].values for key in carried},
+            verified_caller=caller,
+            app_api_token=self.app_api_token,
+            trace=trace,
+        )
+        answer = await app.invoke(message, metadata)
+        code = GRPC_CODE_NAMES.index(answer.code) if answer.code in GRPC_CODE_NAMES else 2
+        data = answer.response.data.value if answer.response is not None else b""
+        return AppResponse(code, answer.headers, Body(data), answer)
 
     def _check_access(
         self,
@@ -238,10 +291,11 @@ class Callee:
             method = normalize_method(message.method)
         except InvalidMethod as exc:
             raise CallRejected("INVALID_ARGUMENT", str(exc)) from exc
-        # daprd judges the verb the request carries: none (NONE) without an HTTP extension.
+        # daprd judges (and names in its refusal) the verb the request carries: none
+        # (NONE) without an HTTP extension. For a gRPC app only the operation counts.
         verb = (
             _VERB_NAMES.get(message.http_extension.verb, NO_VERB)
-            if (message.HasField("http_extension") and access.http)
+            if message.HasField("http_extension")
             else NO_VERB
         )
         decision = access.judge(caller, method, verb)
@@ -274,6 +328,9 @@ def response_head(response: AppResponse) -> internals_pb2.InternalInvokeResponse
 def fill_response_head(head: internals_pb2.InternalInvokeResponse, response: AppResponse) -> None:
     """Write ``response_head(response)`` into an empty ``head`` in place (no copies:
     a frame's embedded response is filled where it lies)."""
+    if response.grpc is not None:
+        fill_grpc_head(head, response.grpc)
+        return
     head.status.code = response.status
     carried = head.headers
     for key, values in response_metadata(response.headers).items():

@@ -67,6 +67,8 @@ class RemoteResponse:
     content_type: str
     body: Body
     method: str  # which transport carried it (one of the names above)
+    # A gRPC app's answer (status code below 100): the whole head, for the caller's mapping.
+    grpc_head: internals_pb2.InternalInvokeResponse | None = None
 
 
 @dataclass(slots=True)
@@ -329,4 +331,5 @@ def _remote_response(
         content_type=response.message.content_type,
         body=body,
         method=method,
+        grpc_head=response if response.status.code < 100 else None,
     )

@@ -15,10 +15,10 @@ from certs.spiffe import SpiffeId
 from proxy.core.app_address import AppAddress, split_app_id
 from proxy.core.body import Body, BodyTooLarge, close_body
 from proxy.core.errors import InvalidAppId, InvocationFailed
-from proxy.core.grpc_status import grpc_code_name, http_status_from_grpc
 from proxy.discovery.resolver import Resolver
-from proxy.hop.call import Answer, Invocation, InvokeError
-from proxy.hop.callee import Callee
+from proxy.hop.call import Answer, Invocation, InvokeError, InvokeMalformed
+from proxy.hop.callee import Callee, response_head
+from proxy.hop.grpc_answer import grpc_answer
 from proxy.hop.header_rules import client_response_headers, strip_hop_by_hop
 from proxy.hop.internal_client import HopRpc, InternalClient, RemoteResponse
 from proxy.hop.outcomes import (
@@ -248,12 +248,12 @@ class Invoker:
             latency = time.perf_counter() - started
             resolver.finished(app_id, namespace, endpoint, latency, reachable)
         self._count_hop(app_id, rpc, body, started, "OK", remote)
-        status = remote.status
-        if status < 100:
-            # A gRPC status from a gRPC app: Dapr's HTTPStatusFromCode.
-            status = http_status_from_grpc(grpc_code_name(status))
+        if remote.grpc_head is not None:
+            return await _grpc_answer(remote.grpc_head, remote.body, app_id)
         return Answer(
-            status, client_response_headers(remote.headers, remote.content_type), remote.body
+            remote.status,
+            client_response_headers(remote.headers, remote.content_type),
+            remote.body,
         )
 
     def _count_hop(
@@ -281,7 +281,25 @@ class Invoker:
 
     async def _send_local(self, message: internals_pb2.InternalInvokeRequest, body: Body) -> Answer:
         response = await self._callee.serve(message, body, self._here.identity, local=True)
+        if response.grpc is not None:
+            # The same answer a remote caller would get: through Dapr's response head.
+            here = self._here.identity.app_id
+            return await _grpc_answer(response_head(response), response.body, here)
         return Answer(response.status, strip_hop_by_hop(response.headers), response.body)
+
+
+async def _grpc_answer(
+    head: internals_pb2.InternalInvokeResponse, body: Body, target_id: str
+) -> Answer:
+    """A gRPC app's answer for the caller; a body the mapping replaced is closed."""
+    try:
+        answer = grpc_answer(head, body, target_id)
+    except InvokeMalformed:
+        await close_body(body)
+        raise
+    if answer.body is not body:
+        await close_body(body)
+    return answer
 
 
 def _end_span(span: SpanHandle, status: int) -> str | None:

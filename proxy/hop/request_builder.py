@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import cast
 
-from proxy.hop.call import Invocation
+from proxy.hop.call import NO_VERB, Invocation
 from proxy.hop.header_rules import CallerIdentity, first_value, outbound_metadata
 from proxy.protos import common_pb2, internals_pb2
 
@@ -60,9 +60,10 @@ def internal_request(
     message.method = call.method
     if content_type:
         message.content_type = content_type.decode("latin-1")
-    extension = message.http_extension
-    extension.verb = _VERBS.get(call.verb, _POST)
-    extension.querystring = call.query
+    if call.verb != NO_VERB:
+        extension = message.http_extension
+        extension.verb = _VERBS.get(call.verb, _POST)
+        extension.querystring = call.query
     return request
 
 

@@ -12,7 +12,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-PROTO_FILES = ("common.proto", "internals.proto", "mux.proto", "runtime.proto", "sentry.proto")
+PROTO_FILES = (
+    "appcallback.proto",
+    "common.proto",
+    "internals.proto",
+    "mux.proto",
+    "runtime.proto",
+    "sentry.proto",
+)
 
 
 def generate(out_dir: Path) -> None:

@@ -25,7 +25,8 @@ ALLOWED: dict[str, set[str]] = {
     "proxy.grpcwire": {"proxy.core"},
     "proxy.discovery": {"proxy.core", "yamlcheck"},
     "proxy.observability": {"proxy.core", "proxy.protos", "yamlcheck"},
-    "proxy.app": {"proxy.core", "proxy.observability"},
+    # The gRPC app channel: the lean gRPC client and the AppCallback protos.
+    "proxy.app": {"proxy.core", "proxy.observability", "proxy.grpcwire", "proxy.protos"},
     # Settings gather each stage's settings types; nothing of the call path itself.
     "proxy.config": {"proxy.core", "yamlcheck", "resiliency", "certs", *STAGES},
     "proxy.hop": {"proxy.core", "proxy.protos", "proxy.grpcwire", "resiliency", "certs", *STAGES},
