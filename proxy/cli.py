@@ -177,7 +177,7 @@ def settings_from_args(
     if refused:
         flag = refused[0]
         raise UsageError(f"{flag}: {_NOT_YET[flag]} is not supported by tether yet")
-    if args.app_protocol != "http":
+    if args.app_protocol not in ("http", "grpc", "grpcs"):
         raise UsageError(
             f"--app-protocol: {args.app_protocol!r} is not supported yet (supported: http)"
         )

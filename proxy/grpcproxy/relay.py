@@ -1,0 +1,108 @@
+"""Pumping one relayed call, shared by both sidecars: the caller's messages into an
+outbound stream (kept for a replay while they fit), the stream's answer back to the
+caller, and the call's end. Flow control holds both ways: a message is read from
+one side only once the other side took the previous one."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from proxy.grpcproxy import metadata as md
+from proxy.grpcwire.client import ClientStream, RpcError, Status
+from proxy.grpcwire.server_call import ServerCall
+
+
+class Requests:
+    """The caller's request messages, read once from its call and kept (up to
+    ``limit`` bytes in all) so that a retry can send them again."""
+
+    def __init__(self, call: ServerCall, limit: int) -> None:
+        self._call = call
+        self._limit = limit
+        self._kept: list[bytes] = []
+        self._size = 0
+        self.replayable = True  # every message read so far is kept
+        self.ended = False  # the caller half-closed
+
+    async def feed(self, stream: ClientStream) -> None:
+        """Send the messages read before (a retry), then the rest as they come; then
+        half-close. Ends quietly when the stream is over (its status says why)."""
+        try:
+            for payload in list(self._kept):
+                await stream.send(payload)
+            while not self.ended:
+                try:
+                    message: bytes = await anext(self._call)
+                except StopAsyncIteration:
+                    self.ended = True
+                    break
+                self._keep(message)
+                await stream.send(message)
+            stream.end()
+        except RpcError:
+            pass
+
+    def _keep(self, payload: bytes) -> None:
+        if not self.replayable:
+            return
+        self._size += len(payload)
+        if self._size > self._limit:
+            # Too much to hold: this call can no longer be retried.
+            self.replayable = False
+            self._kept.clear()
+        else:
+            self._kept.append(payload)
+
+
+@dataclass(slots=True)
+class Sent:
+    """Whether anything of the answer reached the caller (then no retry may follow)."""
+
+    anything: bool = False
+
+
+def start_feeding(requests: Requests, stream: ClientStream) -> asyncio.Task[None]:
+    return asyncio.get_running_loop().create_task(requests.feed(stream))
+
+
+async def answer(stream: ClientStream, call: ServerCall, sent: Sent, *, hold: bool) -> Status:
+    """Relay the answer's messages to the caller; their status once the stream ends.
+
+    ``hold``: the response headers wait for the first message, so an answer that is
+    only a (retriable) status has not reached the caller yet."""
+    if not hold:
+        await stream.initial_metadata()
+        if stream.response_headers:
+            _send_headers(stream, call, sent)
+    while (payload := await stream.read()) is not None:
+        _send_headers(stream, call, sent)
+        await call.write(payload)
+    return await stream.status()
+
+
+def _send_headers(stream: ClientStream, call: ServerCall, sent: Sent) -> None:
+    if not call.headers_sent:
+        call.send_raw_headers(md.response_headers(stream.response_headers))
+    sent.anything = True
+
+
+def end(call: ServerCall, stream: ClientStream, status: Status) -> None:
+    """End the caller's call as the stream ended: the app's own trailers when it sent
+    them (any code, its message and trailing metadata), else the status seen here."""
+    if stream.response_headers and not call.headers_sent:
+        call.send_raw_headers(md.response_headers(stream.response_headers))
+    code = md.status_code(stream.trailers)
+    if code is not None and (code == 0) == status.ok:
+        call.end_raw(md.trailers(stream.trailers))
+    else:
+        call.end_raw(md.status_trailers(status.code, status.message))
+
+
+def stop(stream: ClientStream | None, writer: asyncio.Task[None] | None) -> None:
+    """The call is over on our side (or given up): the stream is cancelled (RST_STREAM,
+    so the next hop and the app see it) and its feeder stopped."""
+    if stream is not None and not stream.done:
+        stream.cancel()
+    if writer is not None and not writer.done():
+        writer.cancel()
