@@ -188,6 +188,7 @@ def settings_from_args(
     settings = SidecarSettings(
         app_id=app_id,
         app_port=parse_port(args.app_port, "--app-port") if args.app_port else None,
+        app_protocol=args.app_protocol,
         app_channel_address=args.app_channel_address,
         app_max_concurrency=_int(args.app_max_concurrency, "--app-max-concurrency"),
         http_port=parse_port(args.dapr_http_port, "--dapr-http-port"),
