@@ -179,7 +179,7 @@ def settings_from_args(
         raise UsageError(f"{flag}: {_NOT_YET[flag]} is not supported by tether yet")
     if args.app_protocol not in ("http", "grpc", "grpcs"):
         raise UsageError(
-            f"--app-protocol: {args.app_protocol!r} is not supported yet (supported: http)"
+            f"--app-protocol: {args.app_protocol!r} is not supported (supported: http, grpc, grpcs)"
         )
     app_id, namespace = identity_from_env(args.app_id, env)
     host_ip, hostname = host_identity(env)

@@ -15,7 +15,7 @@ from proxy.grpcproxy import metadata as md
 from proxy.grpcproxy.relay import Requests, Sent, answer, end, start_feeding, stop
 from proxy.grpcwire.client import Channel, ClientSettings, ClientStream, RpcError
 from proxy.grpcwire.handlers import RpcMethod, raw_stream_stream
-from proxy.grpcwire.server_call import ServerCall
+from proxy.grpcwire.server_call import AbortError, ServerCall
 from proxy.hop.access_control import NO_VERB, AccessControl, denied_message
 from proxy.hop.header_rules import CallerIdentity
 from proxy.hop.wire import peer_identity
@@ -106,6 +106,9 @@ class AppRelay:
         code = "UNKNOWN"
         try:
             code = await self._relay(call)
+        except AbortError as exc:
+            code = exc.code
+            raise
         finally:
             if self._metrics is not None:
                 path = _path(call)

@@ -25,7 +25,7 @@ from proxy.grpcproxy.callee import AppRelay, AppUnusable
 from proxy.grpcproxy.relay import Requests, Sent, answer, end, start_feeding, stop
 from proxy.grpcwire.client import ClientStream, RpcError, Status
 from proxy.grpcwire.handlers import RpcMethod, raw_stream_stream
-from proxy.grpcwire.server_call import ServerCall
+from proxy.grpcwire.server_call import AbortError, ServerCall
 from proxy.hop.internal_client import InternalClient
 from proxy.hop.outcomes import (
     CALL_FAILURES,
@@ -121,9 +121,19 @@ class CallerRelay:
                 outgoing, format_traceparent(span.context), span.context.tracestate
             )
         code = "UNKNOWN"
+        started = time.perf_counter()
         try:
             code = await self._relay(call, path, target, peer, outgoing, md.is_stream(headers))
+        except AbortError as exc:
+            code = exc.code
+            raise
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
         finally:
+            if self._metrics is not None:
+                latency_ms = (time.perf_counter() - started) * 1000
+                self._metrics.grpc_client(path, code, latency_ms, 0, 0)
             if span is not None:
                 number = GRPC_CODE_NAMES.index(code) if code in GRPC_CODE_NAMES else 2
                 span.set_status_code(number, protocol="grpc")

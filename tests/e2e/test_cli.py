@@ -160,8 +160,8 @@ def test_certs_init_writes_dapr_file_names_and_refuses_to_overwrite(cluster: Clu
         ),
         (["--dapr-grpc-port", "0"], "--dapr-grpc-port: '0' is not a port number (1-65535)"),
         (
-            ["--app-protocol", "grpc"],
-            "--app-protocol: 'grpc' is not supported yet (supported: http)",
+            ["--app-protocol", "https"],
+            "--app-protocol: 'https' is not supported (supported: http, grpc, grpcs)",
         ),
         (["--max-body-size", "lots"], "--max-body-size: 'lots' is not a size"),
         (["--dapr-http-port", "99999"], "--dapr-http-port: '99999' is not a port number (1-65535)"),

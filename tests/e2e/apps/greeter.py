@@ -37,6 +37,7 @@ def shown(metadata: tuple[tuple[str, str | bytes], ...]) -> list[list[str]]:
 class Greeter:
     def __init__(self, log_path: str) -> None:
         self.log_path = log_path
+        self.failures: dict[str, int] = {}  # Flaky: failures still to give, by key
 
     def _seen(self, method: str, context: grpc.ServicerContext, **extra: object) -> None:
         remaining = context.time_remaining()
@@ -88,6 +89,29 @@ class Greeter:
         )
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, status.message)
 
+    def flaky(self, request: Text, context: grpc.ServicerContext) -> Text:
+        """ "key:N": the first N calls with this key fail UNAVAILABLE, the rest answer."""
+        self._seen("Flaky", context, request=request.value)
+        key, _, count = request.value.partition(":")
+        with _lock:
+            left = self.failures.setdefault(key, int(count or "0"))
+            self.failures[key] = left - 1
+        if left > 0:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"flaky {key}: {left} failures left")
+        return Text(value=f"steady {key}")
+
+    def ticks(self, request: Text, context: grpc.ServicerContext) -> Iterator[Text]:
+        """ "N:S": N messages, S seconds apart; "N:S:fail": then UNAVAILABLE."""
+        self._seen("Ticks", context, request=request.value)
+        count, _, rest = request.value.partition(":")
+        pause, _, fail = rest.partition(":")
+        for index in range(int(count)):
+            if index:
+                time.sleep(float(pause or "0"))
+            yield Text(value=f"tick {index}")
+        if fail:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "ticks failed after answering")
+
     def wait(self, request: Text, context: grpc.ServicerContext) -> Text:
         self._seen("Wait", context, request=request.value)
         ended = threading.Event()
@@ -120,6 +144,8 @@ def main() -> None:
         "Chat": grpc.stream_stream_rpc_method_handler(greeter.chat, **text),
         "Fail": grpc.unary_unary_rpc_method_handler(greeter.fail, **text),
         "Wait": grpc.unary_unary_rpc_method_handler(greeter.wait, **text),
+        "Flaky": grpc.unary_unary_rpc_method_handler(greeter.flaky, **text),
+        "Ticks": grpc.unary_stream_rpc_method_handler(greeter.ticks, **text),
     }
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=16),
