@@ -24,11 +24,17 @@ if TYPE_CHECKING:
     from proxy.observability.metrics import Metrics
 
 
+APP_KEEPALIVE = 600.0
+
+
 def app_relay(
-    settings: SidecarSettings, max_message_size: int, metrics: Metrics | None
+    settings: SidecarSettings,
+    message_limit: Callable[[SidecarSettings], int],
+    metrics: Metrics | None,
+    tracer: Tracer,
 ) -> AppRelay:
-    """Proxied calls to this sidecar's app (its gRPC server at --app-port); the
-    sidecar sets its ``access_control`` once that is compiled."""
+    """Proxied calls to this sidecar's app (its gRPC server at --app-port); it judges
+    calls as the sidecar's ``Callee`` once that is built (``AppRelay.judge_as``)."""
     s = settings
     app = LocalApp(
         s.app_id,
@@ -38,8 +44,10 @@ def app_relay(
         s.app_port,
         s.app_api_token,
     )
-    client = ClientSettings(max_message_size)
-    return AppRelay(app, client, None, metrics)
+    # grpcio servers answer pings more often than every 5 minutes on a quiet connection
+    # with GOAWAY (too_many_pings): towards the app, keepalive stays that rare.
+    client = ClientSettings(message_limit(settings), keepalive_time=APP_KEEPALIVE)
+    return AppRelay(app, client, metrics, tracer)
 
 
 def caller_relay(

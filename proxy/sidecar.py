@@ -90,11 +90,11 @@ class Sidecar:
             from proxy.observability.metrics import Metrics
 
             self._metrics = Metrics(settings.app_id, settings.metric.settings())
-        self._app_relay = app_relay(settings, grpc_message_limit(settings), self._metrics)
         self._metrics_http: HttpServer | None = None
         self._loop_lag: LoopLagTimer | None = None
         # Spans are batched off the request path; a dead collector drops them.
         self._tracer = Tracer(settings.tracing, settings.app_id)
+        self._app_relay = app_relay(settings, grpc_message_limit, self._metrics, self._tracer)
         self._resiliency: ResiliencyEngine | None = None
         self._reloader: ResiliencyReloader | None = None
         self._credentials: WorkloadCredentials | None = None
@@ -285,7 +285,7 @@ class Sidecar:
         limits = CallLimits(s.calls_per_connection, s.calls_per_peer)
         self._mux = MuxService(callee, self._parked, self._metrics, limits)
         accepted = accepted_trust_domains(s.trust_domain, s.access_control)
-        self._app_relay.access_control = callee.access_control
+        self._app_relay.judge_as(callee)
         server = GrpcServer(
             {**service.methods(), **self._mux.methods()},
             max_message_size=grpc_message_limit(s),

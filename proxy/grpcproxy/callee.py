@@ -11,14 +11,21 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from proxy.app.health import AppHealthState
+from proxy.core.grpc_status import GRPC_CODE_NAMES
 from proxy.grpcproxy import metadata as md
 from proxy.grpcproxy.relay import Requests, Sent, answer, end, start_feeding, stop
 from proxy.grpcwire.client import Channel, ClientSettings, ClientStream, RpcError
 from proxy.grpcwire.handlers import RpcMethod, raw_stream_stream
 from proxy.grpcwire.server_call import AbortError, ServerCall
 from proxy.hop.access_control import NO_VERB, AccessControl, denied_message
+from proxy.hop.callee import Callee
 from proxy.hop.header_rules import CallerIdentity
 from proxy.hop.wire import peer_identity
+from proxy.observability.spans import call_local_span_name, callee_span_attributes
+from proxy.observability.trace_context import TraceContext, format_traceparent
+from proxy.observability.trace_propagation import incoming_trace
+from proxy.observability.tracer import Tracer
 
 if TYPE_CHECKING:
     from proxy.observability.metrics import Metrics
@@ -62,17 +69,25 @@ class AppRelay:
         self,
         app: LocalApp,
         settings: ClientSettings,
-        access_control: AccessControl | None = None,
         metrics: Metrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._app = app
-        self.access_control = access_control  # set once compiled (None: all allowed)
+        # As the sidecar's Callee has them (judge_as): None, every caller may call.
+        self._access: AccessControl | None = None
+        self._health: AppHealthState | None = None
         self._metrics = metrics
+        self._tracer = tracer
         self._channel: Channel | None = None
         if app.port is not None and app.protocol in GRPC_PROTOCOLS:
             tls = _insecure_tls() if app.protocol == "grpcs" else None
             self._channel = Channel(app.host, app.port, settings, tls)
         self._method = raw_stream_stream(self._serve)
+
+    def judge_as(self, callee: Callee) -> None:
+        """Access control and app health as the callee applies them to invocations."""
+        self._access = callee.access_control
+        self._health = callee.health
 
     def unknown_method(
         self, path: bytes, headers: list[tuple[bytes, bytes]]
@@ -90,6 +105,8 @@ class AppRelay:
             raise AppUnusable(
                 "UNAVAILABLE", f"app {app.app_id} has no app port: nothing to proxy the call to"
             )
+        if self._health is not None and not self._health.healthy:
+            raise AppUnusable("INTERNAL", "app is not in a healthy state")
         if self._channel is None:
             raise AppUnusable(
                 "UNIMPLEMENTED",
@@ -103,21 +120,31 @@ class AppRelay:
 
     async def _serve(self, requests_call: ServerCall, call: ServerCall) -> None:
         started = time.perf_counter()
+        path = _path(call)
+        span = None
+        if self._tracer is not None and self._tracer.enabled:
+            span = self._tracer.start_server_span(
+                call_local_span_name(self._app.app_id, path.lstrip("/")),
+                incoming_trace(call.request_headers),
+                callee_span_attributes(path, api=path),
+            )
         code = "UNKNOWN"
         try:
-            code = await self._relay(call)
+            code = await self._relay(call, path, span.context if span is not None else None)
         except AbortError as exc:
             code = exc.code
             raise
         finally:
             if self._metrics is not None:
-                path = _path(call)
                 latency_ms = (time.perf_counter() - started) * 1000
                 self._metrics.grpc_server(path, code, latency_ms, 0, 0)
+            if span is not None:
+                number = GRPC_CODE_NAMES.index(code) if code in GRPC_CODE_NAMES else 2
+                span.set_status_code(number, protocol="grpc")
+                span.end()
 
-    async def _relay(self, call: ServerCall) -> str:
+    async def _relay(self, call: ServerCall, path: str, trace: TraceContext | None) -> str:
         headers = call.request_headers
-        path = _path(call)
         app = self._app
         target = md.callee_app_id(headers)
         if target not in (app.app_id, f"{app.app_id}.{app.namespace}"):
@@ -130,6 +157,8 @@ class AppRelay:
         verified = md.Identity(caller.app_id, caller.namespace) if caller is not None else None
         try:
             metadata = self.app_metadata(headers, verified)
+            if trace is not None:
+                metadata = md.with_trace(metadata, format_traceparent(trace), trace.tracestate)
             stream = await self.open(path, metadata, call.time_remaining())
         except AppUnusable as exc:
             call.abort(exc.code, str(exc))
@@ -144,7 +173,7 @@ class AppRelay:
             stop(stream, writer)
 
     def _check_access(self, caller: CallerIdentity | None, path: str, call: ServerCall) -> None:
-        access = self.access_control
+        access = self._access
         if access is None:
             return
         decision = access.check(caller, path, NO_VERB)

@@ -167,8 +167,8 @@ class CallerRelay:
         retry = runner.policy.retry
         # Held response headers only matter when a policy may retry an answered attempt.
         hold = not stream_mode and retry is not None and retry.has_retries
-        requests = Requests(call, self._replay_limit)
         sent = Sent()
+        requests = Requests(call, self._replay_limit, sent)
 
         tries = 0
 
@@ -220,6 +220,7 @@ class CallerRelay:
                 f"failed to proxy request to app {target.app_id}: context deadline exceeded",
             )
         stream, writer, status = result.stream, result.writer, result.status
+        requests.forget()  # the last attempt: from here on, messages only pass through
         try:
             if status is None:
                 status = await answer(stream, call, sent, hold=False)

@@ -13,13 +13,22 @@ from proxy.grpcwire.client import ClientStream, RpcError, Status
 from proxy.grpcwire.server_call import ServerCall
 
 
+@dataclass(slots=True)
+class Sent:
+    """Whether anything of the answer reached the caller (then no retry may follow)."""
+
+    anything: bool = False
+
+
 class Requests:
     """The caller's request messages, read once from its call and kept (up to
-    ``limit`` bytes in all) so that a retry can send them again."""
+    ``limit`` bytes in all; 0: none) so that a retry can send them again. Once the
+    answer began to reach the caller (``sent``) nothing is kept: no retry may follow."""
 
-    def __init__(self, call: ServerCall, limit: int) -> None:
+    def __init__(self, call: ServerCall, limit: int, sent: Sent | None = None) -> None:
         self._call = call
         self._limit = limit
+        self._sent = sent
         self._kept: list[bytes] = []
         self._size = 0
         self.replayable = True  # every message read so far is kept
@@ -43,23 +52,20 @@ class Requests:
         except RpcError:
             pass
 
+    def forget(self) -> None:
+        """No other attempt will be made: keep nothing more."""
+        self.replayable = False
+        self._kept.clear()
+
     def _keep(self, payload: bytes) -> None:
         if not self.replayable:
             return
         self._size += len(payload)
-        if self._size > self._limit:
-            # Too much to hold: this call can no longer be retried.
-            self.replayable = False
-            self._kept.clear()
+        if self._size > self._limit or (self._sent is not None and self._sent.anything):
+            # Too much to hold, or already answered: this call can no longer be retried.
+            self.forget()
         else:
             self._kept.append(payload)
-
-
-@dataclass(slots=True)
-class Sent:
-    """Whether anything of the answer reached the caller (then no retry may follow)."""
-
-    anything: bool = False
 
 
 def start_feeding(requests: Requests, stream: ClientStream) -> asyncio.Task[None]:

@@ -43,6 +43,7 @@ ALLOWED: dict[str, set[str]] = {
     "proxy.grpcproxy": {
         "proxy.core",
         "proxy.hop",
+        "proxy.app",
         "proxy.grpcwire",
         "proxy.discovery",
         "proxy.observability",
