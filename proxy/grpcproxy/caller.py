@@ -169,6 +169,9 @@ class CallerRelay:
         hold = not stream_mode and retry is not None and retry.has_retries
         sent = Sent()
         requests = Requests(call, self._replay_limit, sent)
+        # The app learns the policy's timeout too, when it bounds the whole call.
+        policy_timeout = runner.policy.timeout
+        attempt_limit = None if stream_mode or not policy_timeout else policy_timeout.per_attempt
 
         tries = 0
 
@@ -177,7 +180,7 @@ class CallerRelay:
             tries += 1  # the built-in retries repeat an attempt number
             if tries > 1 and (sent.anything or not requests.replayable):
                 raise _Unrepeatable()
-            timeout = call.time_remaining()
+            timeout = _earliest(call.time_remaining(), attempt_limit)
             if local:
                 verified = md.Identity(here.app_id, here.namespace)
                 stream = await self._open_local(path, outgoing, verified, timeout)
@@ -267,6 +270,12 @@ class CallerRelay:
         finally:
             latency = time.perf_counter() - started
             resolver.finished(target.app_id, target.namespace, endpoint, latency, reachable)
+
+
+def _earliest(first: float | None, second: float | None) -> float | None:
+    if first is None:
+        return second
+    return first if second is None else min(first, second)
 
 
 def failure_status(app_id: str, exc: CallFailure) -> tuple[str, str]:

@@ -16,7 +16,7 @@ import pytest
 from google.protobuf import wrappers_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from tests.e2e.harness import App, Cluster, Sidecar, wait_until
+from tests.e2e.harness import App, Cluster, Sidecar, free_port, wait_until
 
 Text = wrappers_pb2.StringValue
 SERVICE = "/tether.test.Greeter/"
@@ -227,6 +227,8 @@ def test_refusals(cluster: Cluster, channels: list[grpc.Channel]) -> None:
     app, _, caller = start(cluster, callee_extra=("--config", str(config)), env=token)
     http_app = cluster.app("web")
     cluster.sidecar("web", http_app, env=token)
+    down = ("--app-protocol", "grpc", "--app-port", str(free_port()))  # nothing listens
+    cluster.sidecar("down", extra=down, env=token)
     greeter = greeter_via(caller, channels)
     authorized = (*META, ("dapr-api-token", "s3cret"))
 
@@ -262,6 +264,11 @@ def test_refusals(cluster: Cluster, channels: list[grpc.Channel]) -> None:
     assert code == grpc.StatusCode.UNIMPLEMENTED
     assert "--app-protocol grpc" in details
     assert http_app.received() == []
+
+    # An app that is not listening: the callee's sidecar says so.
+    code, details = code_of(greeter.say_hello, (("dapr-app-id", "down"), *authorized[-1:]))
+    assert code == grpc.StatusCode.UNAVAILABLE
+    assert "failed to proxy request to app down" in details
 
 
 def test_the_relay_keeps_dapr_api_methods_apart(

@@ -126,3 +126,13 @@ def test_dapr_stream_limits_the_timeout_to_the_set_up(
         list(ticks(Text(value="6:1.0"), metadata=META, timeout=60))
     assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # type: ignore[attr-defined]
     assert count(app, "Ticks", "6:1.0") == 1
+    # The app's deadline: the caller's, or the policy's timeout when that bounds the call.
+    assert 3.5 < remaining(app, "6:1") <= 60.5
+    assert 0 < remaining(app, "6:1.0") <= 3.5
+
+
+def remaining(app: App, request: str) -> float:
+    entry = next(e for e in app.received() if e["method"] == "Ticks" and e["request"] == request)
+    value = entry["time_remaining"]
+    assert isinstance(value, float)
+    return value
