@@ -187,21 +187,23 @@ class CallerRelay:
             else:
                 stream = await self._open_remote(target, peer, path, outgoing, timeout)
             writer = start_feeding(requests, stream)
-            kept = False
+            status: Status | None = None
             try:
                 if stream_mode:
                     await stream.initial_metadata()
-                    kept = not stream.done
-                    status = None if kept else await stream.status()
+                    if stream.done:
+                        status = await stream.status()
                 else:
                     status = await answer(stream, call, sent, hold=hold)
-                    kept = True
-                if status is not None and status.refused and not sent.anything:
+            except BaseException:
+                stop(stream, writer)
+                raise
+            if status is not None:
+                # Over: its feeder must not read on beside the next attempt's.
+                stop(stream, writer)
+                if status.refused and not sent.anything:
                     raise InvocationFailed(status.message, status.code, maybe_delivered=False)
-                return _Attempt(stream, writer, status)
-            finally:
-                if not kept:
-                    stop(stream, writer)
+            return _Attempt(stream, writer, status)
 
         def classify(result: _Attempt) -> Outcome:
             status = result.status

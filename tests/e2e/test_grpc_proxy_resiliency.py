@@ -99,6 +99,23 @@ def test_unary_calls_are_retried_on_matching_codes(
     assert count(app, "Flaky", "b:99") == 4
 
 
+def test_client_streams_are_replayed_on_retry(
+    cluster: Cluster, channels: list[grpc.Channel]
+) -> None:
+    app, channel = start(cluster, channels)
+    collect = channel.stream_unary(
+        SERVICE + "CollectHellos",
+        request_serializer=Text.SerializeToString,
+        response_deserializer=Text.FromString,
+    )
+    names = iter([Text(value=name) for name in ("a", "b", "c", "d")])
+    reply = collect(names, metadata=(*META, ("x-flaky", "c:2")), timeout=30)
+    # Two attempts failed before reading; the third got every message, in order.
+    assert reply.value == "a+b+c+d"
+    assert count(app, "CollectHellos.try", "c:2") == 3
+    assert [e["count"] for e in app.received() if e["method"] == "CollectHellos"] == [4]
+
+
 def test_a_call_whose_answer_began_is_never_retried(
     cluster: Cluster, channels: list[grpc.Channel]
 ) -> None:

@@ -39,7 +39,9 @@ class Greeter:
         self.log_path = log_path
         self.failures: dict[str, int] = {}  # Flaky: failures still to give, by key
 
-    def _seen(self, method: str, context: grpc.ServicerContext, **extra: object) -> None:
+    def _seen(
+        self, method: str, context: grpc.ServicerContext, *, answer: bool = True, **extra: object
+    ) -> None:
         remaining = context.time_remaining()
         entry: dict[str, object] = {
             "method": method,
@@ -49,6 +51,8 @@ class Greeter:
             **extra,
         }
         log(self.log_path, entry)
+        if not answer:
+            return
         context.send_initial_metadata(
             (("x-app-initial", "hello"), ("x-initial-bin", b"\x00\x01\xfe"))
         )
@@ -65,6 +69,16 @@ class Greeter:
             yield Text(value=f"{name} {index}")
 
     def collect_hellos(self, requests: Iterator[Text], context: grpc.ServicerContext) -> Text:
+        flaky = dict(context.invocation_metadata()).get("x-flaky")
+        if isinstance(flaky, str):
+            # As Flaky, before reading a message: a retry must send them all again.
+            self._seen("CollectHellos.try", context, answer=False, request=flaky)
+            key, _, count = flaky.partition(":")
+            with _lock:
+                left = self.failures.setdefault(key, int(count or "0"))
+                self.failures[key] = left - 1
+            if left > 0:
+                context.abort(grpc.StatusCode.UNAVAILABLE, f"flaky {key}")
         names = [r.value for r in requests]
         self._seen("CollectHellos", context, count=len(names))
         return Text(value="+".join(names))
