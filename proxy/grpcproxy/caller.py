@@ -66,7 +66,7 @@ def _judge_error(exc: Exception) -> Outcome | None:
 @dataclass(slots=True)
 class _Attempt:
     stream: ClientStream
-    writer: asyncio.Task[None]
+    writer: asyncio.Task[None] | None
     status: Status | None  # None: a stream set up (dapr-stream), its answer still to relay
 
 

@@ -34,12 +34,30 @@ class Requests:
         self.replayable = True  # every message read so far is kept
         self.ended = False  # the caller half-closed
 
-    async def feed(self, stream: ClientStream) -> None:
-        """Send the messages read before (a retry), then the rest as they come; then
-        half-close. Ends quietly when the stream is over (its status says why)."""
+    def send_ready(self, stream: ClientStream) -> bool:
+        """Send at once (with the stream's headers, in one write) the messages kept for
+        a retry and those already received, and the half-close if the caller made it.
+        True when nothing is left to feed."""
+        call = self._call
         try:
-            for payload in list(self._kept):
-                await stream.send(payload)
+            for payload in self._kept:
+                stream.write(payload)
+            for message in call.take_ready():
+                self._keep(message)
+                stream.write(message)
+            if call.client_done:
+                self.ended = True
+                stream.end()
+                return True
+        except RpcError:
+            return True  # the stream is over; its status says why
+        return False
+
+    async def feed(self, stream: ClientStream) -> None:
+        """After ``send_ready``: the rest as it comes, then the half-close. Ends quietly
+        when the stream is over (its status says why)."""
+        try:
+            await stream.drain()
             while not self.ended:
                 try:
                     message: bytes = await anext(self._call)
@@ -68,7 +86,11 @@ class Requests:
             self._kept.append(payload)
 
 
-def start_feeding(requests: Requests, stream: ClientStream) -> asyncio.Task[None]:
+def start_feeding(requests: Requests, stream: ClientStream) -> asyncio.Task[None] | None:
+    """Feed ``stream`` the caller's messages: those at hand now, the rest from a task
+    (None when the caller has sent everything already, as a unary call usually has)."""
+    if requests.send_ready(stream):
+        return None
     return asyncio.get_running_loop().create_task(requests.feed(stream))
 
 

@@ -180,6 +180,19 @@ class ServerCall:
             self._unacked = 0
         return message
 
+    def take_ready(self) -> list[Any]:
+        """The request messages already received, taken without waiting (a relay sends
+        them on together with the call's headers)."""
+        queue = self._queue
+        if not queue:
+            return []
+        taken = list(queue)
+        queue.clear()
+        if self._unacked:
+            self.connection.acknowledge(self.stream_id, self._unacked)
+            self._unacked = 0
+        return taken
+
     # ------------------------------------------------------------ the connection's side
 
     def deliver(self, messages: list[Any], flow_controlled: int) -> bool:
