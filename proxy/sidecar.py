@@ -36,6 +36,7 @@ from proxy.edge import dapr_errors
 from proxy.edge.api import ApiHandler, AppConnection
 from proxy.edge.body_pace import BodyPacePolicy
 from proxy.edge.http_server import HttpLimits, HttpServer
+from proxy.grpc_api import app_relay
 from proxy.grpcwire.server import GrpcServer
 from proxy.hop.access_control import access_control_for
 from proxy.hop.callee import Callee
@@ -93,6 +94,7 @@ class Sidecar:
         self._loop_lag: LoopLagTimer | None = None
         # Spans are batched off the request path; a dead collector drops them.
         self._tracer = Tracer(settings.tracing, settings.app_id)
+        self._app_relay = app_relay(settings, grpc_message_limit, self._metrics, self._tracer)
         self._resiliency: ResiliencyEngine | None = None
         self._reloader: ResiliencyReloader | None = None
         self._credentials: WorkloadCredentials | None = None
@@ -237,16 +239,11 @@ class Sidecar:
         )
 
     async def _start_dapr_api(self, invoker: Invoker) -> None:
-        from proxy.daprapi.server import Listener, listen_dapr_api
-        from proxy.daprapi.service import DaprApi, app_connection_properties
+        from proxy.grpc_api import start_dapr_api
 
-        s = self.settings
-        app = (s.app_port, s.app_protocol, s.app_channel_address, s.app_max_concurrency)
-        properties = app_connection_properties(*app, s.app_health if self._health else None)
-        api = DaprApi(s.app_id, invoker.invoke, s.api_token, s.max_body_size, properties)
-        limits = (grpc_message_limit(s), s.max_connections, s.reuse_port)
-        listener = Listener(s.listen_addresses, s.grpc_port or 0, *limits)
-        self._dapr_api = await listen_dapr_api(api, listener)
+        parts = (self._resolver, self._client, self._resiliency, self._app_relay, self._tracer)
+        wiring = (grpc_message_limit(self.settings), self._health is not None, self._metrics)
+        self._dapr_api = await start_dapr_api(self.settings, invoker.invoke, parts, *wiring)
 
     def _instance_source(self) -> InstanceSource:
         """Where the instances of other apps come from; runs once the internal port is known."""
@@ -283,12 +280,14 @@ class Sidecar:
         limits = CallLimits(s.calls_per_connection, s.calls_per_peer)
         self._mux = MuxService(callee, self._parked, self._metrics, limits)
         accepted = accepted_trust_domains(s.trust_domain, s.access_control)
+        self._app_relay.judge_as(callee)
         server = GrpcServer(
             {**service.methods(), **self._mux.methods()},
             max_message_size=grpc_message_limit(s),
             ssl_context=credentials.listening_context() if credentials else None,
             identify=caller_identifier(accepted) if credentials else None,
             max_connections=s.max_connections,
+            unknown_method=self._app_relay.unknown_method,
         )
         address = f"{s.internal_listen_address}:{s.internal_grpc_port}"
         try:
@@ -357,6 +356,7 @@ class Sidecar:
             await self._client.close()
         if self._app is not None:
             await self._app.close()
+        self._app_relay.close()
         if self._resolver is not None:
             await self._resolver.close()
         if self._registry is not None:

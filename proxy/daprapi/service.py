@@ -6,7 +6,7 @@ UNIMPLEMENTED for every other method."""
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import NoReturn
 
 from proxy.app.health import HealthCheckSettings
@@ -40,8 +40,8 @@ _REFUSED_VERBS = frozenset(("NONE", "CONNECT"))
 Invoke = Callable[[Invocation], Awaitable[Answer]]
 
 
-def unknown_method(path: bytes) -> tuple[str, str]:
-    """The status of a method tether does not serve on the Dapr gRPC API port."""
+def unknown_method(path: bytes, headers: Sequence[tuple[bytes, bytes]] = ()) -> tuple[str, str]:
+    """The status of a method tether does not serve (nor proxy) on the Dapr gRPC API port."""
     name = path.decode("utf-8", "replace").lstrip("/")
     if name.startswith(SERVICE + "/"):
         return (
@@ -51,8 +51,8 @@ def unknown_method(path: bytes) -> tuple[str, str]:
         )
     return (
         "UNIMPLEMENTED",
-        f"unknown method {name}: tether serves service invocation (InvokeService) on the"
-        " Dapr gRPC API; gRPC proxying with dapr-app-id is not supported yet",
+        f"unknown method {name}: for gRPC proxying to an app's own gRPC server, call it"
+        " with metadata dapr-app-id: <app id>",
     )
 
 

@@ -49,6 +49,16 @@ def stream_stream(
     return RpcMethod(handler, deserialize, serialize, True, True)
 
 
+def _same(payload: bytes) -> bytes:
+    return payload
+
+
+def raw_stream_stream(handler: Handler) -> RpcMethod:
+    """A relay's method: messages stay opaque bytes both ways (any call kind is a
+    stream on the wire), ``handler(requests, call)`` as for ``stream_stream``."""
+    return RpcMethod(handler, _same, _same, True, True)
+
+
 async def run_unary(call: ServerCall, request: Any) -> None:
     await _answer(call, _unary(call, request))
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from proxy.grpcwire.handlers import RpcMethod
 from proxy.grpcwire.server_connection import ServerConnection
-from proxy.grpcwire.server_writer import ConnectionSettings
+from proxy.grpcwire.server_writer import ConnectionSettings, UnknownMethod
 
 KEEPALIVE_TIME = 10.0
 KEEPALIVE_TIMEOUT = 5.0
@@ -32,13 +32,14 @@ class GrpcServer:
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
         max_connections: int = 4096,
-        unknown_method: Callable[[bytes], tuple[str, str]] | None = None,
+        unknown_method: UnknownMethod | None = None,
     ) -> None:
         """``identify`` turns the peer's certificate (``getpeercert()``, None without
         one) into what handlers see as ``call.peer``; it runs once per connection.
         When it raises ``PeerRefused``, every call on that connection ends
         UNAUTHENTICATED with the reason, and no handler runs. ``unknown_method``
-        gives the status of a call to a path not in ``methods``."""
+        decides a call to a path not in ``methods`` (given the path and the request
+        headers): a status to answer with, or a method to run (e.g. a relay)."""
         self._settings = ConnectionSettings(
             methods={path.encode("ascii"): method for path, method in methods.items()},
             max_message_size=max_message_size,

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from proxy.grpcwire.server_connection import ServerConnection
 
 Metadata = Sequence[tuple[str, str | bytes]]
+# Headers as they travel (lower-case names, ``-bin`` values in base64): relayed untouched.
+RawHeaders = Sequence[tuple[bytes, bytes]]
 
 # Headers gRPC itself uses: not the call's metadata (grpcio leaves them out too).
 _RESERVED = frozenset(
@@ -110,6 +112,31 @@ class ServerCall:
                 pairs.append((key, value.decode("utf-8", "replace")))
         return tuple(pairs)
 
+    @property
+    def request_headers(self) -> list[tuple[bytes, bytes]]:
+        """The request's headers as received (pseudo-headers included), for relaying."""
+        return self._headers
+
+    def time_remaining(self) -> float | None:
+        """Seconds until the caller's deadline (``grpc-timeout``); None without one."""
+        timer = self.timer
+        if timer is None:
+            return None
+        return max(timer.when() - self.connection.loop.time(), 0.0)
+
+    def send_raw_headers(self, headers: RawHeaders) -> None:
+        """Send the response headers now, with relayed metadata (see ``RawHeaders``)."""
+        if self.finished:
+            raise StreamClosed("the call is over")
+        if not self.headers_sent:
+            self.connection.send_headers(self, raw=headers)
+
+    def end_raw(self, trailers: RawHeaders) -> None:
+        """End the call with relayed trailers: ``grpc-status`` (any code), ``grpc-message``
+        as encoded, and trailing metadata; sent once the queued messages are out."""
+        ok = any(name == b"grpc-status" and value == b"0" for name, value in trailers)
+        self.connection.finish_raw(self, trailers, ok)
+
     def abort(self, code: str, message: str, trailing: Metadata = ()) -> NoReturn:
         """End the call with status ``code`` (a name such as "NOT_FOUND") and
         ``trailing`` metadata (e.g. ``grpc-status-details-bin``)."""
@@ -152,6 +179,19 @@ class ServerCall:
             self.connection.acknowledge(self.stream_id, self._unacked)
             self._unacked = 0
         return message
+
+    def take_ready(self) -> list[Any]:
+        """The request messages already received, taken without waiting (a relay sends
+        them on together with the call's headers)."""
+        queue = self._queue
+        if not queue:
+            return []
+        taken = list(queue)
+        queue.clear()
+        if self._unacked:
+            self.connection.acknowledge(self.stream_id, self._unacked)
+            self._unacked = 0
+        return taken
 
     # ------------------------------------------------------------ the connection's side
 

@@ -18,7 +18,7 @@ from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
-from proxy.grpcwire.handlers import run_streaming, run_unary
+from proxy.grpcwire.handlers import RpcMethod, run_streaming, run_unary
 from proxy.grpcwire.messages import MessageError
 from proxy.grpcwire.messages import parse_timeout as parse_grpc_timeout
 from proxy.grpcwire.peer import PeerRefused
@@ -148,17 +148,22 @@ class ServerConnection(CallWriter, asyncio.Protocol):
                 timeout = value
         method = self._settings.methods.get(path) if path is not None else None
         if method is None or self._refused is not None:
-            # Answered here: no handler runs, so the app behind it sees nothing.
+            # Answered here (unless a relay takes the call): no handler runs.
             unknown = self._settings.unknown_method
             if self._refused is not None:
-                status = ("UNAUTHENTICATED", f"peer identity refused: {self._refused}")
+                found: tuple[str, str] | RpcMethod = (
+                    "UNAUTHENTICATED",
+                    f"peer identity refused: {self._refused}",
+                )
             elif unknown is not None and path is not None:
-                status = unknown(path)
+                found = unknown(path, headers)
             else:
-                status = ("UNIMPLEMENTED", f"Method not found: {path!r}")
-            self._h2.send_headers(stream_id, self._trailers_only(*status), end_stream=True)
-            self._stop_reading(stream_id)
-            return
+                found = ("UNIMPLEMENTED", f"Method not found: {path!r}")
+            if not isinstance(found, RpcMethod):
+                self._h2.send_headers(stream_id, self._trailers_only(*found), end_stream=True)
+                self._stop_reading(stream_id)
+                return
+            method = found
         call = ServerCall(
             stream_id, self, headers, method, self._settings.max_message_size, self._peer
         )

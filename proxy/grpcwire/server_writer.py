@@ -17,7 +17,10 @@ from h2.errors import ErrorCodes
 from proxy.core.grpc_status import GRPC_CODE_NAMES
 from proxy.grpcwire.handlers import RpcMethod
 from proxy.grpcwire.messages import encode_message, encode_status_message
-from proxy.grpcwire.server_call import AbortError, Metadata, ServerCall
+from proxy.grpcwire.server_call import AbortError, Metadata, RawHeaders, ServerCall
+
+# (path, request headers as received) -> (code name, message), or a method to run.
+UnknownMethod = Callable[[bytes, list[tuple[bytes, bytes]]], "tuple[str, str] | RpcMethod"]
 
 _STATUS = {name: str(number).encode() for number, name in enumerate(GRPC_CODE_NAMES)}
 _RESPONSE_HEADERS = [(b":status", b"200"), (b"content-type", b"application/grpc")]
@@ -35,9 +38,10 @@ class ConnectionSettings:
     # Open connections at most: at the cap an idle one (no calls) is closed for a
     # newcomer, and without one the newcomer is closed.
     max_connections: int = 4096
-    # The status of a call to a method not in ``methods``, by its path (grpc-go's
-    # UnknownServiceHandler, reduced to a status); None: UNIMPLEMENTED "Method not found".
-    unknown_method: Callable[[bytes], tuple[str, str]] | None = None
+    # A call to a method not in ``methods``, by its path and request headers (grpc-go's
+    # UnknownServiceHandler): a status to answer with, or a method (e.g. a relay) to run;
+    # None: UNIMPLEMENTED "Method not found".
+    unknown_method: UnknownMethod | None = None
 
 
 class CallWriter:
@@ -62,9 +66,12 @@ class CallWriter:
         self._transport: asyncio.Transport | None = None
         self._flush_pending = False
 
-    def send_headers(self, call: ServerCall, metadata: Metadata = ()) -> None:
+    def send_headers(self, call: ServerCall, metadata: Metadata = (), raw: RawHeaders = ()) -> None:
+        """Response headers: ``metadata`` as a handler gives it, ``raw`` as relayed
+        (names lower-case, ``-bin`` values still base64, reserved headers left out)."""
         headers = list(_RESPONSE_HEADERS)
         _add_metadata(headers, metadata)
+        headers.extend(raw)
         self._h2.send_headers(call.stream_id, headers)
         call.headers_sent = True
         self._schedule_flush()
@@ -98,17 +105,25 @@ class CallWriter:
         after the DATA still queued (OK only)."""
         if call.finished:
             return
-        call.finished = True
-        if call.timer is not None:
-            call.timer.cancel()
-            call.timer = None
         trailers = [(b"grpc-status", _STATUS.get(code, b"2"))]
         if message:
             trailers.append((b"grpc-message", encode_status_message(message).encode("ascii")))
         _add_metadata(trailers, trailing)
+        self.finish_raw(call, trailers, code == "OK")
+
+    def finish_raw(self, call: ServerCall, trailers: RawHeaders, ok: bool) -> None:
+        """``finish`` with trailers as relayed: ``grpc-status`` (any code),
+        ``grpc-message`` still encoded, metadata with ``-bin`` values in base64."""
+        if call.finished:
+            return
+        call.finished = True
+        if call.timer is not None:
+            call.timer.cancel()
+            call.timer = None
+        trailers = list(trailers)
         if not call.headers_sent:
             trailers[:0] = _RESPONSE_HEADERS
-        elif code != "OK" and call.outbound:
+        elif not ok and call.outbound:
             call.outbound.clear()  # an error ends the stream now; its pending body is moot
             call.outbound_size = 0
         elif call.outbound:

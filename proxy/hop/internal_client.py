@@ -146,6 +146,11 @@ class InternalClient:
             self._lean[key] = channel
         return channel
 
+    def channel_to(self, endpoint: Endpoint, peer: SpiffeId) -> Channel:
+        """The lean connection to a peer's internal port (mTLS, the callee checked), the
+        one the multiplexed stream rides: gRPC proxying opens its calls on it."""
+        return self._lean_channel(endpoint, (endpoint.address, peer))
+
     def rotate(self, security: PeerSecurity, drain_grace: float = DRAIN_GRACE) -> None:
         """Renewed credentials: new connections are made with ``security``; the open ones
         take no new calls and close once theirs are done (after ``drain_grace`` s at most)."""

@@ -40,6 +40,17 @@ ALLOWED: dict[str, set[str]] = {
         "proxy.grpcwire",
         "proxy.protos",
     },
+    # gRPC proxying: relays between the API port, peer sidecars and the app's gRPC server.
+    "proxy.grpcproxy": {
+        "proxy.core",
+        "proxy.hop",
+        "proxy.app",
+        "proxy.grpcwire",
+        "proxy.discovery",
+        "proxy.observability",
+        "resiliency",
+        "certs",
+    },
     # The CA service: proxy.config for proxy.config.mtls only (Sentry's spec.mtls).
     "sentry": {
         "certs",
