@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from proxy.app.grpc_channel import APP_KEEPALIVE
 from proxy.config.settings import SidecarSettings
 from proxy.discovery.resolver import Resolver
 from proxy.edge.http_server import HttpLimits
@@ -22,9 +23,6 @@ from resiliency import ResiliencyEngine
 if TYPE_CHECKING:
     from proxy.grpcwire.server import GrpcServer
     from proxy.observability.metrics import Metrics
-
-
-APP_KEEPALIVE = 600.0
 
 
 def app_relay(
@@ -44,8 +42,6 @@ def app_relay(
         s.app_port,
         s.app_api_token,
     )
-    # grpcio servers answer pings more often than every 5 minutes on a quiet connection
-    # with GOAWAY (too_many_pings): towards the app, keepalive stays that rare.
     client = ClientSettings(message_limit(settings), keepalive_time=APP_KEEPALIVE)
     return AppRelay(app, client, metrics, tracer)
 

@@ -43,6 +43,11 @@ def insecure_tls_context() -> ssl.SSLContext:
     return context
 
 
+# grpcio servers answer pings more often than every 5 minutes on a quiet connection
+# with GOAWAY (too_many_pings): towards the app, keepalive stays that rare.
+APP_KEEPALIVE = 600.0
+
+
 class GrpcAppChannel:
     """Calls the app at ``host:port``. ``max_concurrency`` < 1 means unlimited
     (``--app-max-concurrency``); a slot is held for the whole call. OnInvoke has no
@@ -61,7 +66,7 @@ class GrpcAppChannel:
         self.port = port
         self.tls = tls
         self.max_message_size = max_message_size
-        settings = ClientSettings(max_message_size)
+        settings = ClientSettings(max_message_size, keepalive_time=APP_KEEPALIVE)
         self._channel = Channel(host, port, settings, insecure_tls_context() if tls else None)
         self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency > 0 else None
 
