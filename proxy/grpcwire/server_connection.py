@@ -89,6 +89,10 @@ class ServerConnection(CallWriter, asyncio.Protocol):
                 SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
             }
         )
+        # Accept frames of the new size at once: h2 checks a chunk of input against the
+        # size in force when the chunk arrived, so a peer's settings ACK followed in the
+        # same read by a larger frame (common under load) would be a FRAME_SIZE_ERROR.
+        h2.max_inbound_frame_size = MAX_FRAME_SIZE
         h2.increment_flow_control_window(CONNECTION_WINDOW - _DEFAULT_WINDOW)
         self._schedule_flush()
         self._tick_handle = self.loop.call_later(self._settings.keepalive_time, self._tick)

@@ -304,6 +304,60 @@ def test_an_idle_connection_is_closed_and_the_client_reconnects() -> None:
     _run(main)
 
 
+def test_a_large_frame_in_the_same_read_as_the_settings_ack_is_accepted() -> None:
+    """grpcio and daprd send frames as large as we allow as soon as they acknowledge our
+    settings; under load the ACK and such a frame arrive in one read."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    message = b"m" * 60_000  # over the default 16 KiB frame size, within default windows
+
+    async def main() -> tuple[bytes, dict[bytes, bytes]]:
+        async with _server(Seen()) as (_, address):
+            host, _, port = address.rpartition(":")
+            reader, writer = await asyncio.open_connection(host, int(port))
+            client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+            client.initiate_connection()
+            writer.write(client.data_to_send())
+            while client.max_outbound_frame_size < len(message) + 5:
+                client.receive_data(await reader.read(65536))  # queues the settings ACKs
+            stream = client.get_next_available_stream_id()
+            client.send_headers(
+                stream,
+                [
+                    (":method", "POST"),
+                    (":scheme", "http"),
+                    (":path", "/test.Svc/Echo"),
+                    (":authority", address),
+                    ("content-type", "application/grpc"),
+                    ("te", "trailers"),
+                ],
+            )
+            client.send_data(stream, b"\0" + len(message).to_bytes(4, "big") + message)
+            client.end_stream(stream)
+            writer.write(client.data_to_send())  # ACKs, headers and one large frame together
+            answer, trailers = b"", {}
+            while not trailers:
+                data = await reader.read(65536)
+                assert data, "the server closed the connection"
+                for event in client.receive_data(data):
+                    if isinstance(event, h2.events.DataReceived):
+                        answer += event.data
+                        client.acknowledge_received_data(event.flow_controlled_length, stream)
+                    elif isinstance(event, h2.events.TrailersReceived):
+                        trailers = dict(event.headers)
+                    elif isinstance(event, h2.events.ConnectionTerminated):
+                        raise AssertionError(f"GOAWAY {event.error_code!r}")
+                writer.write(client.data_to_send())
+            writer.close()
+            return answer, trailers
+
+    answer, trailers = _run(main)
+    assert trailers[b"grpc-status"] == b"0"
+    assert answer[5:] == message
+
+
 def test_a_second_server_on_the_same_port_fails() -> None:
     async def main() -> None:
         async with _server(Seen()) as (_, address):
