@@ -92,4 +92,5 @@ async def start_dapr_api(
     limits = (max_message_size, s.max_connections, s.reuse_port)
     listener = Listener(s.listen_addresses, s.grpc_port or 0, *limits)
     relay = caller_relay(s, resolver, client, resiliency, local, tracer, metrics)
-    return await listen_dapr_api(api, listener, relay.method_for)
+    record = metrics.grpc_server if metrics is not None else None
+    return await listen_dapr_api(api, listener, relay.method_for, record)

@@ -14,8 +14,10 @@ import importlib.util
 import json
 import subprocess
 import sys
+import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.harness import APPS, Cluster, Sidecar
 
@@ -116,6 +118,30 @@ def test_sdk_invoke_over_grpc_reaches_the_app_and_maps_its_status(cluster: Clust
     assert noverb["code"] == "INTERNAL", noverb
     assert "missing HTTP extension field" in str(noverb["details"])
     assert not [e for e in app.received() if str(e["path"]).startswith("/noverb")]
+
+    # Each Dapr API call is counted as daprd counts its gRPC API server's calls.
+    completed = api_calls(checkout)
+    assert completed[("/dapr.proto.runtime.v1.Dapr/InvokeService", "OK")] >= 1
+    assert completed[("/dapr.proto.runtime.v1.Dapr/InvokeService", "NOT_FOUND")] == 1
+    assert completed[("/dapr.proto.runtime.v1.Dapr/InvokeService", "UNAVAILABLE")] == 1
+    assert completed[("/dapr.proto.runtime.v1.Dapr/GetMetadata", "OK")] >= 1
+
+
+def api_calls(sidecar: Sidecar) -> dict[tuple[str, str], float]:
+    """dapr_grpc_io_server_completed_rpcs of a sidecar, by (method, status)."""
+    args = sidecar.process.args
+    assert isinstance(args, list)
+    port = int(args[args.index("--metrics-port") + 1])
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "dapr_grpc_io_server_completed_rpcs":
+            continue
+        for sample in family.samples:
+            key = (sample.labels["grpc_server_method"], sample.labels["grpc_server_status"])
+            found[key] = found.get(key, 0.0) + sample.value
+    return found
 
 
 def test_sdk_over_grpc_needs_the_api_token_when_one_is_set(cluster: Cluster) -> None:
