@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from http import HTTPStatus
 
 from proxy.hop.call import Headers, InvokeDenied, InvokeError, InvokeRejected
+from proxy.observability.trace_context import format_traceparent
+from proxy.observability.trace_propagation import grpc_metadata_trace
 
 # Header metadata daprd adds to every answer of an HTTP app: the app's status.
 DAPR_HTTP_STATUS = "dapr-http-status"
@@ -150,15 +152,20 @@ _NOT_FORWARDED = frozenset((b"content-type", b"te", b"dapr-api-token"))
 
 def request_headers(metadata: tuple[tuple[str, str | bytes], ...], content_type: str) -> Headers:
     """The caller's gRPC metadata as the HTTP headers of the invocation: text values
-    only (``-bin`` ones are gRPC's), not gRPC's own, plus the message's content type."""
+    only (``-bin`` ones are gRPC's), not gRPC's own, the trace context as
+    ``traceparent`` (also from ``grpc-trace-bin``), plus the message's content type."""
     headers: Headers = []
     for key, value in metadata:
-        if isinstance(value, bytes) or key.startswith("grpc-"):
+        if isinstance(value, bytes) or key.startswith("grpc-") or key == "traceparent":
             continue
         name = key.encode("ascii")
         if name in _NOT_FORWARDED:
             continue
         headers.append((name, value.encode("latin-1", "replace")))
+    # The caller's trace, from grpc-trace-bin (first, as daprd reads it) or traceparent.
+    trace = grpc_metadata_trace(metadata)
+    if trace is not None:
+        headers.append((b"traceparent", format_traceparent(trace).encode("ascii")))
     if content_type:
         headers.append((b"content-type", content_type.encode("latin-1", "replace")))
     return headers

@@ -170,6 +170,17 @@ class Channel:
         # A draining predecessor closes itself when its last stream ends.
         self._connection = connection
 
+    async def drain(self, grace: float) -> None:
+        """Take no new calls; let the open ones finish for up to ``grace`` seconds
+        (long streams too, e.g. when certificates are renewed), then close."""
+        self._closed = True
+        connection = self._connection
+        if connection is not None:
+            connection.drain()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(connection.lost), grace)
+        self.close()
+
     def close(self) -> None:
         """Close the connection; open calls end CANCELLED."""
         self._closed = True

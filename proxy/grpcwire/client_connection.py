@@ -82,6 +82,7 @@ class ClientConnection(asyncio.Protocol):
         self._keepalive: asyncio.TimerHandle | None = None
         self._ping_deadline: asyncio.TimerHandle | None = None
         self._ping_sent_at = 0.0
+        self.lost: asyncio.Future[None] = self._loop.create_future()  # the transport is gone
 
     # ------------------------------------------------------------------ protocol
 
@@ -152,6 +153,8 @@ class ClientConnection(asyncio.Protocol):
         self._transport = None
         reason = f": {exc}" if exc is not None else ""
         self._fail(Status("UNAVAILABLE", f"connection lost{reason}"))
+        if not self.lost.done():
+            self.lost.set_result(None)
 
     # ------------------------------------------------------------------ streams
 
@@ -326,6 +329,12 @@ class ClientConnection(asyncio.Protocol):
                 stream.finish(refused)
         if not self._streams:
             self._close_transport()
+
+    def drain(self) -> None:
+        """Take no new calls; close once the open ones are done."""
+        self._draining = True
+        if not self._streams:
+            self.close()
 
     def close(self) -> None:
         """Close now; every open call ends CANCELLED."""

@@ -309,9 +309,13 @@ class InternalClient:
 
 
 async def _retire_lean(mux: MuxConnection | None, lean: Channel, grace: float) -> None:
+    deadline = asyncio.get_running_loop().time() + grace
     try:
         if mux is not None:
             await mux.drain(grace)
+            await mux.close()
+        # Proxied gRPC calls ride the same connection: they may finish too.
+        await lean.drain(max(0.0, deadline - asyncio.get_running_loop().time()))
     finally:
         lean.close()
         if mux is not None:

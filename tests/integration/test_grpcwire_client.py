@@ -113,6 +113,34 @@ def test_bidi_many_messages_both_ways_interleaved() -> None:
     assert status.ok
 
 
+def test_drain_refuses_new_calls_and_lets_an_open_stream_finish() -> None:
+    async def main() -> tuple[list[bytes], Status, RpcError]:
+        async with serve(Seen()) as port:
+            channel = Channel("127.0.0.1", port, SETTINGS)
+            try:
+                stream = await channel.open(method("Bidi"))
+                await stream.send(b"before")
+                assert await stream.read() == b"before"
+                draining = asyncio.get_running_loop().create_task(channel.drain(WAIT * 10))
+                await asyncio.sleep(0)
+                with pytest.raises(RpcError) as refused:
+                    await channel.open(method("Bidi"))
+                await stream.send(b"during")  # the open stream carries on
+                replies = [b"before", await stream.read() or b""]
+                assert not draining.done()
+                stream.end()
+                assert await stream.read() is None
+                await draining  # returns once the last stream is done (run() bounds it)
+                return replies, await stream.status(), refused.value
+            finally:
+                channel.close()
+
+    replies, status, refused = run(main)
+    assert replies == [b"before", b"during"]
+    assert status.ok
+    assert (refused.code, refused.refused) == ("UNAVAILABLE", True)
+
+
 def test_a_multi_mib_message_crosses_flow_control_both_ways() -> None:
     payload = os.urandom(5 * 1024 * 1024 + 17)
 

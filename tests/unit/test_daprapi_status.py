@@ -16,6 +16,11 @@ from proxy.daprapi.status_mapping import (
     response_metadata,
 )
 from proxy.hop.call import InvokeDenied, InvokeError, InvokeRejected
+from proxy.observability.trace_context import (
+    TraceContext,
+    format_grpc_trace_bin,
+    format_traceparent,
+)
 
 
 @pytest.mark.parametrize(
@@ -136,6 +141,20 @@ def test_request_headers_keep_the_callers_metadata_but_not_grpcs_own() -> None:
         (b"content-type", b"application/json"),
     ]
     assert request_headers((), "") == []
+
+
+def test_a_grpc_trace_bin_becomes_the_invocations_traceparent() -> None:
+    context = TraceContext(
+        trace_id=bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736"),
+        span_id=bytes.fromhex("00f067aa0ba902b7"),
+        flags=1,
+    )
+    metadata: tuple[tuple[str, str | bytes], ...] = (
+        ("grpc-trace-bin", format_grpc_trace_bin(context)),
+        ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+    )
+    # Binary first, as daprd reads it.
+    assert request_headers(metadata, "") == [(b"traceparent", format_traceparent(context).encode())]
 
 
 def test_other_dapr_methods_are_unimplemented_with_a_message_naming_what_is_served() -> None:
