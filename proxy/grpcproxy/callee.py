@@ -137,7 +137,9 @@ class AppRelay:
         finally:
             if self._metrics is not None:
                 latency_ms = (time.perf_counter() - started) * 1000
-                self._metrics.grpc_server(path, code, latency_ms, 0, 0)
+                self._metrics.grpc_server(
+                    path, code, latency_ms, call.received_bytes, call.sent_bytes
+                )
             if span is not None:
                 number = GRPC_CODE_NAMES.index(code) if code in GRPC_CODE_NAMES else 2
                 span.set_status_code(number, protocol="grpc")

@@ -62,6 +62,8 @@ class ServerCall:
         "outbound_size",
         "peer",
         "reader",
+        "received_bytes",
+        "sent_bytes",
         "stream_id",
         "task",
         "timer",
@@ -84,6 +86,8 @@ class ServerCall:
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.reader = MessageReader(max_message_size)
+        self.received_bytes = 0  # request messages, as they came (for metrics)
+        self.sent_bytes = 0  # response messages
         self.headers_sent = False
         self.finished = False  # our side: a status is decided (sent or queued)
         self.client_done = False

@@ -196,6 +196,8 @@ class ServerConnection(CallWriter, asyncio.Protocol):
             self._h2.acknowledge_received_data(size, stream_id)  # part of a message
             return
         deserialize = call.method.deserialize
+        for message in raw:
+            call.received_bytes += len(message)
         try:
             messages = [deserialize(message) for message in raw]
         except Exception as exc:  # any parser's error: the caller sent what is not the type

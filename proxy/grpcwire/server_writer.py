@@ -85,6 +85,7 @@ class CallWriter:
             )
         if not call.headers_sent:
             self.send_headers(call)
+        call.sent_bytes += len(payload)
         data = encode_message(payload)
         h2 = self._h2
         stream_id = call.stream_id

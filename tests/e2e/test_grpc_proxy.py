@@ -8,6 +8,7 @@ app whose protocol is http, the API token, access control."""
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ import grpc
 import pytest
 from google.protobuf import wrappers_pb2
 from google.rpc import error_details_pb2, status_pb2
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.harness import App, Cluster, Sidecar, free_port, wait_until
 
@@ -106,7 +108,7 @@ META = (("dapr-app-id", "greeter"), ("x-custom", "v1"), ("x-custom-bin", b"\x00\
 def test_every_call_kind_with_metadata_both_ways(
     cluster: Cluster, channels: list[grpc.Channel]
 ) -> None:
-    app, _, caller = start(cluster)
+    app, callee, caller = start(cluster)
     greeter = greeter_via(caller, channels)
 
     reply, call = greeter.say_hello.with_call(
@@ -149,6 +151,40 @@ def test_every_call_kind_with_metadata_both_ways(
         # The caller's deadline reached the app, as the time left (grpc-timeout rounds up).
         remaining = entries[0]["time_remaining"]
         assert remaining is not None and 0 < remaining <= CALL_TIMEOUT + WIRE_ROUNDING
+
+    # Counted by both sidecars as daprd counts gRPC calls, bytes included (Chat: > 6 MiB).
+    chat_path = SERVICE + "Chat"
+    sent = rpc_metric(caller, "dapr_grpc_io_client_sent_bytes_per_rpc", "grpc_client", chat_path)
+    got = rpc_metric(caller, "dapr_grpc_io_client_received_bytes_per_rpc", "grpc_client", chat_path)
+    assert sent > 3 * 1024 * 1024 and got > 3 * 1024 * 1024
+    served = rpc_metric(callee, "dapr_grpc_io_server_completed_rpcs", "grpc_server", chat_path)
+    assert served == 1
+    received = rpc_metric(
+        callee, "dapr_grpc_io_server_received_bytes_per_rpc", "grpc_server", chat_path
+    )
+    assert received == sent
+
+
+def rpc_metric(sidecar: Sidecar, name: str, side: str, method: str) -> float:
+    """A counter's value (of OK calls), or a histogram's sum, for one method."""
+    args = sidecar.process.args
+    assert isinstance(args, list)
+    port = int(args[args.index("--metrics-port") + 1])
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name != name:
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if labels.get(f"{side}_method") != method:
+                continue
+            if labels.get(f"{side}_status", "OK") != "OK":  # bytes are not by status
+                continue
+            if family.type == "counter" or sample.name.endswith("_sum"):
+                total += sample.value
+    return total
 
 
 def test_forged_caller_metadata_is_replaced(cluster: Cluster, channels: list[grpc.Channel]) -> None:
