@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 
 from proxy.hop.call import Headers, InvokeDenied, InvokeError, InvokeRejected
+from proxy.hop.header_rules import HOP_BY_HOP
 from proxy.observability.trace_context import format_traceparent
 from proxy.observability.trace_propagation import grpc_metadata_trace
 
@@ -34,18 +35,7 @@ _GRPC_FROM_HTTP = {
 }
 
 # App response headers that are no gRPC metadata: the HTTP connection's own.
-_HOP_BY_HOP = frozenset(
-    (
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"transfer-encoding",
-        b"upgrade",
-        b"te",
-        b"trailer",
-        b"content-length",
-    )
-)
+_HOP_BY_HOP = HOP_BY_HOP | {b"content-length"}
 # HTTP headers that gRPC reserves or that Go calls "permanent": sent as "dapr-<name>"
 # (invokev1.InternalMetadataToGrpcMetadata with HTTP header conversion).
 _PREFIXED = frozenset(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from proxy.core.grpc_status import GRPC_CODE_NAMES
 from proxy.grpcwire.messages import encode_status_message
+from proxy.hop.header_rules import HOP_BY_HOP
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -40,20 +41,7 @@ _WIRE = frozenset(
     }
 )
 # Connection-specific (HTTP/2 forbids them) or meant for one hop only.
-_HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"transfer-encoding",
-        b"upgrade",
-        b"http2-settings",
-        b"trailer",
-        b"proxy-authorization",
-        b"proxy-authenticate",
-        b"host",
-    }
-)
+_HOP_BY_HOP = HOP_BY_HOP | {b"host"}
 # Only a sidecar sets these; a caller's copies are dropped.
 _SIDECAR_SETS = frozenset({CALLER_APP_ID, CALLER_NAMESPACE, CALLEE_APP_ID})
 # A status belongs in trailers; in a request it is nonsense to pass on.

@@ -18,7 +18,7 @@ from google.protobuf import json_format
 from proxy.core.body import Body
 from proxy.core.grpc_status import grpc_code_name, http_status_from_grpc
 from proxy.hop.call import Answer, GrpcReply, Headers, InvokeMalformed
-from proxy.hop.grpc_app_rules import PERMANENT_HTTP_HEADERS
+from proxy.hop.grpc_app_rules import NOT_ANSWER_METADATA, PERMANENT_HTTP_HEADERS
 from proxy.hop.header_rules import HOP_BY_HOP, has_forbidden_bytes
 from proxy.protos import internals_pb2
 
@@ -32,20 +32,7 @@ _SNIFFED_TEXT = b"text/plain; charset=utf-8"
 _KEY = re.compile(r"[0-9a-z_.-]+")
 PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
 # What grpc-go's server never sends as response metadata (isReservedHeader).
-_RESERVED = frozenset(
-    (
-        "content-type",
-        "user-agent",
-        "te",
-        "grpc-message-type",
-        "grpc-encoding",
-        "grpc-accept-encoding",
-        "grpc-message",
-        "grpc-status",
-        "grpc-timeout",
-        "grpc-status-details-bin",
-    )
-)
+_RESERVED = NOT_ANSWER_METADATA
 
 
 def is_grpc_status(code: int) -> bool:

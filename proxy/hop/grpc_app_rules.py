@@ -78,7 +78,7 @@ _CALLEE_SETS = _TRACE_KEYS | {"destination-app-id", API_TOKEN.decode()}
 # Response metadata that is the app connection's, not the app's answer (grpc-go keeps
 # all but the reserved ones; grpc-accept-encoding is left out too: it describes the
 # sidecar's connection to the app, and the gRPC API's own server sends its own).
-_NOT_ANSWER = _RESERVED | {"grpc-accept-encoding"}
+NOT_ANSWER_METADATA = _RESERVED | {"grpc-accept-encoding"}
 _KEY = re.compile(r"[0-9a-z_.-]+")
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
 
@@ -156,7 +156,7 @@ def answer_metadata(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, list[st
     carried: dict[str, list[str]] = {}
     for name, value in headers:
         key = name.decode("latin-1").lower()
-        if key[:1] == ":" or key in _NOT_ANSWER:
+        if key[:1] == ":" or key in NOT_ANSWER_METADATA:
             continue
         if key.endswith("-bin"):
             raw = _b64decode_lenient(value)

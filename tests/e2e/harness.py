@@ -90,6 +90,13 @@ class Sidecar:
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
+    def metrics_text(self) -> str:
+        """One scrape of its metrics port (as the harness gives it, --metrics-port)."""
+        args = self.process.args
+        assert isinstance(args, list)
+        port = int(args[args.index("--metrics-port") + 1])
+        return request(port, "GET", "/metrics").body.decode()
+
 
 @dataclass
 class Response:

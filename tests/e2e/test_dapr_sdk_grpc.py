@@ -14,7 +14,6 @@ import importlib.util
 import json
 import subprocess
 import sys
-import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -129,13 +128,8 @@ def test_sdk_invoke_over_grpc_reaches_the_app_and_maps_its_status(cluster: Clust
 
 def api_calls(sidecar: Sidecar) -> dict[tuple[str, str], float]:
     """dapr_grpc_io_server_completed_rpcs of a sidecar, by (method, status)."""
-    args = sidecar.process.args
-    assert isinstance(args, list)
-    port = int(args[args.index("--metrics-port") + 1])
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
     found: dict[tuple[str, str], float] = {}
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(sidecar.metrics_text()):
         if family.name != "dapr_grpc_io_server_completed_rpcs":
             continue
         for sample in family.samples:

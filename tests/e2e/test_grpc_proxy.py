@@ -8,7 +8,6 @@ app whose protocol is http, the API token, access control."""
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -167,13 +166,8 @@ def test_every_call_kind_with_metadata_both_ways(
 
 def rpc_metric(sidecar: Sidecar, name: str, side: str, method: str) -> float:
     """A counter's value (of OK calls), or a histogram's sum, for one method."""
-    args = sidecar.process.args
-    assert isinstance(args, list)
-    port = int(args[args.index("--metrics-port") + 1])
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
     total = 0.0
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(sidecar.metrics_text()):
         if family.name != name:
             continue
         for sample in family.samples:
