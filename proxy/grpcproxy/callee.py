@@ -5,6 +5,7 @@ app's own gRPC server, both ways, message by message."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
@@ -133,6 +134,9 @@ class AppRelay:
             code = await self._relay(call, path, span.context if span is not None else None)
         except AbortError as exc:
             code = exc.code
+            raise
+        except asyncio.CancelledError:
+            code = "CANCELLED"
             raise
         finally:
             if self._metrics is not None:
