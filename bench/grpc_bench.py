@@ -44,13 +44,11 @@ from pathlib import Path
 
 from bench import grpc_report
 from bench.grpc_report import CALLER, GRPC_CALLEE, HTTP_CALLEE
-from bench.loadgen import percentile
-from bench.measure import LineReader, run_scenario
+from bench.measure import LineReader, measured_window, percentiles_ms, run_scenario
 from bench.procs import (
     REPO,
     Proc,
     free_port,
-    proc_cpu,
     proc_memory,
     start,
     stop,
@@ -184,26 +182,20 @@ class GrpcBench:
             if line != "WARMED":
                 result.problem = f"the load client said {line!r} (exit code {popen.poll()})"
                 return result
-            counted = [*watched, loadgen]
-            before = {p.name: proc_cpu(p) for p in counted}
-            assert popen.stdin is not None
-            popen.stdin.write(b"go\n")
-            popen.stdin.flush()
-            line = reader.line(deadline)
-            after = {p.name: proc_cpu(p) for p in counted}
-            if line != "DONE" or reader.line(deadline) != "RESULT":
-                result.problem = f"the load client did not finish: {line!r}"
+            cpu = measured_window(popen, reader, deadline, [*watched, loadgen])
+            if isinstance(cpu, str):
+                result.problem = f"the load client did not finish: {cpu}"
+                return result
+            if reader.line(deadline) != "RESULT":
+                result.problem = "the load client gave no result"
                 return result
             data = json.loads((workdir / "result.json").read_text())
             result.completed, result.errors = int(data["completed"]), int(data["errors"])
             result.elapsed = float(data["elapsed"])
             result.status, result.error_samples = data["status"], data["error_samples"]
-            latencies = sorted(data["latencies"])
-            result.latency_ms = {
-                f"p{p}": percentile(latencies, float(p)) * 1e3 for p in (50, 90, 99)
-            }
+            result.latency_ms = percentiles_ms(data["latencies"])
             calls = max(1, result.completed + result.errors)
-            result.cpu_us = {n: (after[n] - before[n]) / calls * 1e6 for n in before}
+            result.cpu_us = {name: spent / calls * 1e6 for name, spent in cpu.items()}
             return result
         finally:
             stop(loadgen)

@@ -52,9 +52,26 @@ class LineReader:
                     self.eof = True
 
 
-def _percentiles(values: list[float]) -> dict[str, float]:
+def percentiles_ms(values: list[float]) -> dict[str, float]:
+    """p50/p90/p99 in milliseconds of latencies in seconds (sorts ``values``)."""
     values.sort()
     return {f"p{p:g}": percentile(values, p) * 1e3 for p in PERCENTILES}
+
+
+def measured_window(
+    popen: subprocess.Popen[bytes], reader: LineReader, deadline: float, counted: Sequence[Proc]
+) -> dict[str, float] | str:
+    """The load client's measured window, once it said WARMED: "go", then its DONE.
+    The CPU seconds each of ``counted`` spent meanwhile, or what it said instead."""
+    before = {p.name: proc_cpu(p) for p in counted}
+    assert popen.stdin is not None
+    popen.stdin.write(b"go\n")
+    popen.stdin.flush()
+    line = reader.line(deadline)
+    after = {p.name: proc_cpu(p) for p in counted}
+    if line != "DONE":
+        return f"{line!r}"
+    return {name: after[name] - before[name] for name in before}
 
 
 def run_scenario(
@@ -83,15 +100,9 @@ def run_scenario(
         if line != "WARMED":
             result.problem = f"load generator did not warm up: {line!r}"
             return result
-        counted = [*watched, loadgen]
-        before = {p.name: proc_cpu(p) for p in counted}
-        assert popen.stdin is not None
-        popen.stdin.write(b"go\n")
-        popen.stdin.flush()
-        line = reader.line(deadline)
-        after = {p.name: proc_cpu(p) for p in counted}
-        if line != "DONE":
-            result.problem = f"load generator did not finish: {line!r}"
+        cpu = measured_window(popen, reader, deadline, [*watched, loadgen])
+        if isinstance(cpu, str):
+            result.problem = f"load generator did not finish: {cpu}"
             return result
         line = reader.line(deadline)
         data: dict[str, Any] = (
@@ -106,11 +117,11 @@ def run_scenario(
         result.elapsed = float(data["elapsed"])
         result.status = data["status"]
         result.error_samples = data["error_samples"]
-        result.latency_ms = _percentiles(data["latencies"])
-        result.service_ms = _percentiles(data["service"])
-        result.lag_ms = _percentiles(data["lag"])
+        result.latency_ms = percentiles_ms(data["latencies"])
+        result.service_ms = percentiles_ms(data["service"])
+        result.lag_ms = percentiles_ms(data["lag"])
         requests = max(1, result.completed + result.errors)
-        result.cpu_us = {n: (after[n] - before[n]) / requests * 1e6 for n in before}
+        result.cpu_us = {name: spent / requests * 1e6 for name, spent in cpu.items()}
         return result
     finally:
         stop(loadgen)
