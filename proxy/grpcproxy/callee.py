@@ -5,7 +5,6 @@ app's own gRPC server, both ways, message by message."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 import time
@@ -13,12 +12,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from proxy.app.health import AppHealthState
-from proxy.core.grpc_status import GRPC_CODE_NAMES
 from proxy.grpcproxy import metadata as md
-from proxy.grpcproxy.relay import Requests, Sent, answer, end, start_feeding, stop
+from proxy.grpcproxy.relay import (
+    Requests,
+    Sent,
+    answer,
+    end,
+    end_span,
+    settled,
+    start_feeding,
+    stop,
+)
 from proxy.grpcwire.client import Channel, ClientSettings, ClientStream, RpcError
 from proxy.grpcwire.handlers import RpcMethod, raw_stream_stream
-from proxy.grpcwire.server_call import AbortError, ServerCall
+from proxy.grpcwire.server_call import ServerCall
 from proxy.hop.access_control import NO_VERB, AccessControl, denied_message
 from proxy.hop.callee import Callee
 from proxy.hop.header_rules import CallerIdentity
@@ -129,25 +136,16 @@ class AppRelay:
                 incoming_trace(call.request_headers),
                 callee_span_attributes(path, api=path),
             )
-        code = "UNKNOWN"
-        try:
-            code = await self._relay(call, path, span.context if span is not None else None)
-        except AbortError as exc:
-            code = exc.code
-            raise
-        except asyncio.CancelledError:
-            code = "CANCELLED"
-            raise
-        finally:
+
+        def done(code: str) -> None:
             if self._metrics is not None:
                 latency_ms = (time.perf_counter() - started) * 1000
                 self._metrics.grpc_server(
                     path, code, latency_ms, call.received_bytes, call.sent_bytes
                 )
-            if span is not None:
-                number = GRPC_CODE_NAMES.index(code) if code in GRPC_CODE_NAMES else 2
-                span.set_status_code(number, protocol="grpc")
-                span.end()
+            end_span(span, code)
+
+        await settled(self._relay(call, path, span.context if span is not None else None), done)
 
     async def _relay(self, call: ServerCall, path: str, trace: TraceContext | None) -> str:
         headers = call.request_headers

@@ -22,10 +22,19 @@ from proxy.core.grpc_status import GRPC_CODE_NAMES
 from proxy.discovery.resolver import AppNotFoundError, Resolver
 from proxy.grpcproxy import metadata as md
 from proxy.grpcproxy.callee import AppRelay, AppUnusable
-from proxy.grpcproxy.relay import Requests, Sent, answer, end, start_feeding, stop
+from proxy.grpcproxy.relay import (
+    Requests,
+    Sent,
+    answer,
+    end,
+    end_span,
+    settled,
+    start_feeding,
+    stop,
+)
 from proxy.grpcwire.client import ClientStream, RpcError, Status
 from proxy.grpcwire.handlers import RpcMethod, raw_stream_stream
-from proxy.grpcwire.server_call import AbortError, ServerCall
+from proxy.grpcwire.server_call import ServerCall
 from proxy.hop.internal_client import InternalClient
 from proxy.hop.outcomes import (
     CALL_FAILURES,
@@ -120,27 +129,19 @@ class CallerRelay:
             outgoing = md.with_trace(
                 outgoing, format_traceparent(span.context), span.context.tracestate
             )
-        code = "UNKNOWN"
         started = time.perf_counter()
-        try:
-            code = await self._relay(call, path, target, peer, outgoing, md.is_stream(headers))
-        except AbortError as exc:
-            code = exc.code
-            raise
-        except asyncio.CancelledError:
-            code = "CANCELLED"
-            raise
-        finally:
+
+        def done(code: str) -> None:
             if self._metrics is not None:
                 latency_ms = (time.perf_counter() - started) * 1000
                 # What the app's side sent and answered is what our caller did.
                 self._metrics.grpc_client(
                     path, code, latency_ms, call.received_bytes, call.sent_bytes
                 )
-            if span is not None:
-                number = GRPC_CODE_NAMES.index(code) if code in GRPC_CODE_NAMES else 2
-                span.set_status_code(number, protocol="grpc")
-                span.end()
+            end_span(span, code)
+
+        relayed = self._relay(call, path, target, peer, outgoing, md.is_stream(headers))
+        await settled(relayed, done)
 
     def _start_span(
         self, app_id: str, path: str, headers: list[tuple[bytes, bytes]]

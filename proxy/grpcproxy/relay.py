@@ -6,11 +6,15 @@ one side only once the other side took the previous one."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
+from proxy.core.grpc_status import GRPC_CODE_NAMES
 from proxy.grpcproxy import metadata as md
 from proxy.grpcwire.client import ClientStream, RpcError, Status
-from proxy.grpcwire.server_call import ServerCall
+from proxy.grpcwire.server_call import AbortError, ServerCall
+from proxy.observability.tracer import SpanHandle
 
 
 @dataclass(slots=True)
@@ -134,3 +138,26 @@ def stop(stream: ClientStream | None, writer: asyncio.Task[None] | None) -> None
         stream.cancel()
     if writer is not None and not writer.done():
         writer.cancel()
+
+
+async def settled(work: Coroutine[Any, Any, str], done: Callable[[str], None]) -> None:
+    """Run a relay; ``done`` gets the gRPC code it ended with, however it ended (an
+    abort's code, CANCELLED, UNKNOWN for a defect), for its metrics and span."""
+    code = "UNKNOWN"
+    try:
+        code = await work
+    except AbortError as exc:
+        code = exc.code
+        raise
+    except asyncio.CancelledError:
+        code = "CANCELLED"
+        raise
+    finally:
+        done(code)
+
+
+def end_span(span: SpanHandle | None, code: str) -> None:
+    if span is not None:
+        number = GRPC_CODE_NAMES.index(code) if code in GRPC_CODE_NAMES else 2
+        span.set_status_code(number, protocol="grpc")
+        span.end()
