@@ -9,12 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import grpc
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from certs.authority import Issuer
 from certs.spiffe import SpiffeId
-from certs.workload import sign_workload_certificate, with_newline
+from certs.workload import issue_workload_identity
 
 SENTRY_APP_ID = "dapr-sentry"
 # Besides its SPIFFE peer name, so a client may also dial it by "localhost".
@@ -43,11 +41,9 @@ def issue_serving_certificate(
     issuer: Issuer, spiffe_id: SpiffeId, now: datetime, ttl: timedelta, clock_skew: timedelta
 ) -> ServingCertificate:
     """A fresh key and certificate for Sentry itself; CaInvalid if the issuer expired."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = sign_workload_certificate(
+    identity = issue_workload_identity(
         issuer,
         spiffe_id,
-        key.public_key(),
         now,
         ttl=ttl,
         clock_skew=clock_skew,
@@ -55,14 +51,10 @@ def issue_serving_certificate(
         extra_dns_names=(*EXTRA_DNS_NAMES, spiffe_id.exact_name()),
     )
     return ServingCertificate(
-        private_key_pem=key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-        chain_pem=leaf.public_bytes(serialization.Encoding.PEM) + with_newline(issuer.chain_pem),
+        private_key_pem=identity.private_key_pem,
+        chain_pem=identity.certificate_chain_pem,
         issued_at=now,
-        not_after=leaf.not_valid_after_utc,
+        not_after=identity.not_after,
     )
 
 
