@@ -20,6 +20,7 @@ import h2.exceptions
 import h2.settings
 
 from proxy.core.version import RUNTIME_VERSION
+from proxy.grpcwire.buffered_reads import BufferedReads
 from proxy.grpcwire.client_status import RpcError, Status
 from proxy.grpcwire.client_stream import ClientStream, StreamListener
 from proxy.grpcwire.messages import format_timeout
@@ -65,7 +66,7 @@ class ClientSettings:
     keepalive_timeout: float = 5.0
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(BufferedReads):
     def __init__(self, settings: ClientSettings, authority: str, scheme: bytes) -> None:
         self._settings = settings
         self._authority = authority.encode("ascii")

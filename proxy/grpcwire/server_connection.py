@@ -18,6 +18,7 @@ from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
+from proxy.grpcwire.buffered_reads import BufferedReads
 from proxy.grpcwire.handlers import RpcMethod, run_streaming, run_unary
 from proxy.grpcwire.messages import MessageError
 from proxy.grpcwire.messages import parse_timeout as parse_grpc_timeout
@@ -39,7 +40,7 @@ _PING = b"tetherka"
 log = logging.getLogger("tether.grpcwire")
 
 
-class ServerConnection(CallWriter, asyncio.Protocol):
+class ServerConnection(CallWriter, BufferedReads):
     def __init__(
         self,
         settings: ConnectionSettings,
