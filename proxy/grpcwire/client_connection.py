@@ -76,6 +76,8 @@ class ClientConnection(BufferedReads):
         self._transport: asyncio.Transport | None = None
         self._streams: dict[int, ClientStream] = {}
         self._blocked: set[ClientStream] = set()
+        # Streams with messages written since the last flush (a dict: kept in order).
+        self._sending: dict[ClientStream, None] = {}
         self._flush_scheduled = False
         self._draining = False  # GOAWAY received or close() called: no new streams
         self._failure: Status | None = None
@@ -199,16 +201,12 @@ class ClientConnection(BufferedReads):
         self._schedule_flush()
         return stream
 
-    def send_now(self, stream_id: int, data: bytes) -> bool:
-        """Send ``data`` whole if the windows allow it in one frame; False otherwise."""
-        h2conn = self._h2
-        if len(data) > h2conn.max_outbound_frame_size or len(
-            data
-        ) > h2conn.local_flow_control_window(stream_id):
-            return False
-        h2conn.send_data(stream_id, data)
+    def sending(self, stream: ClientStream, queued: int) -> bool:
+        """``stream`` has messages to send: pumped at this iteration's flush. True when
+        the windows let all ``queued`` bytes go then."""
+        self._sending[stream] = None
         self._schedule_flush()
-        return True
+        return queued <= self._h2.local_flow_control_window(stream.stream_id)
 
     def send_some(self, stream_id: int, buffer: bytearray) -> int:
         """Send as much of ``buffer`` as the windows allow; how many bytes went."""
@@ -276,6 +274,11 @@ class ClientConnection(BufferedReads):
             self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
+        if self._sending:
+            # Still marked scheduled: what the pumps schedule goes out in this write.
+            sending, self._sending = self._sending, {}
+            for stream in sending:
+                stream.pump()
         self._flush_scheduled = False
         data = self._h2.data_to_send()
         if data and self._transport is not None:

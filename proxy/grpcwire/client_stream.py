@@ -90,19 +90,17 @@ class ClientStream:
         return self._status is not None
 
     def write(self, payload: bytes) -> bool:
-        """Queue one message; True when it all went to the connection at once.
+        """Queue one message; True when the windows let all that is queued go now.
 
         Raises RpcError when the call is already over."""
         if self._status is not None:
             raise RpcError.of(self._status)
         if self._end_requested:
             raise RpcError("INTERNAL", "write after half-close")
-        data = encode_message(payload)
-        if not self._outgoing and self._connection.send_now(self.stream_id, data):
-            return True
-        self._outgoing += data
-        self.pump()
-        return not self._outgoing
+        self._outgoing += encode_message(payload)
+        # Sent at the connection's flush in this iteration, with every other message
+        # written to this stream by then, in as few DATA frames as they fit in.
+        return self._connection.sending(self, len(self._outgoing))
 
     async def send(self, payload: bytes) -> None:
         """Write one message and wait until flow control let all of it go."""
@@ -172,6 +170,8 @@ class ClientStream:
 
     def pump(self) -> None:
         """Send what the window allows; then the half-close when everything is out."""
+        if self._status is not None:
+            return  # over (cancelled, reset, failed): nothing more goes out
         if self._outgoing:
             sent = self._connection.send_some(self.stream_id, self._outgoing)
             if sent:
