@@ -25,12 +25,13 @@ LAST_CHUNK = b"0\r\n\r\n"
 
 # RFC 9110 tchar: what a method or a field name may be made of.
 _TOKEN_BYTES = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-# Visible characters and obs-text: what a request target may be made of.
-_TARGET_BYTES = bytes(range(0x21, 0x7F)) + bytes(range(0x80, 0x100))
-# What a field value may hold besides: SP and HTAB. Control bytes (CR, LF, NUL, ...)
-# are left over when these are deleted from a head, and there must be no other
-# control bytes than the CRLF ending each line we wrote.
-_FIELD_BYTES = _TARGET_BYTES + b" \t"
+_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+# What a field value may hold: visible characters, obs-text, SP and HTAB. Control
+# bytes (CR, LF, NUL, ...) are left over when these are deleted from a head, and
+# there must be no other control bytes than the CRLF ending each line we wrote.
+_FIELD_BYTES = bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100)) + b"\t"
 
 
 class AppProtocolError(Exception):
@@ -46,16 +47,13 @@ def request_head(verb: str, target: str, host: bytes, headers: Headers, framing:
     spaces or control bytes, or a value holding a CR, LF or other control byte:
     nothing is ever written that could split the head.
     """
-    try:
-        method = verb.encode("ascii")
-        path = target.encode("latin-1")
-    except UnicodeEncodeError as exc:
-        raise AppChannelError(f"cannot write the request line for {verb} {target!r}") from exc
-    if not method or method.translate(None, _TOKEN_BYTES) or not path:
+    if (verb not in _METHODS and not _is_token(verb)) or not _is_target(target):
         raise AppChannelError(f"cannot write the request line for {verb} {target!r}")
-    if path.translate(None, _TARGET_BYTES):
-        raise AppChannelError(f"cannot write the request target {target!r}")
-    parts = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method, path, host)]
+    try:
+        line = f"{verb} {target} HTTP/1.1\r\nhost: ".encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise AppChannelError(f"cannot write the request target {target!r}") from exc
+    parts = [line, host, b"\r\n"]
     for name, value in headers:
         parts += (name, b": ", value, b"\r\n")
     parts += (framing, b"\r\n")
@@ -68,6 +66,15 @@ def request_head(verb: str, target: str, host: bytes, headers: Headers, framing:
     if names.translate(None, _TOKEN_BYTES) or b"\n:" in head:
         raise AppChannelError("a request header name is not a token")
     return head
+
+
+def _is_token(text: str) -> bool:
+    return text.isascii() and bool(text) and not text.encode().translate(None, _TOKEN_BYTES)
+
+
+def _is_target(text: str) -> bool:
+    # Printable (no control character, C1 ones included) and without a space.
+    return bool(text) and text.isprintable() and " " not in text
 
 
 def content_length_line(length: int) -> bytes:
