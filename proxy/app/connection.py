@@ -102,8 +102,8 @@ class AppConnection(FlowProtocol):
         size = self._size = self._size + len(name) + len(value) + 4
         if size > MAX_HEAD_BYTES:
             raise AppProtocolError(f"the app's response head exceeds {MAX_HEAD_BYTES} bytes")
-        # llhttp keeps the trailing whitespace of a value (h11 did not) and the
-        # case of a name (the rest of tether compares lower-case names).
+        # llhttp keeps a value's trailing whitespace, which is not part of it (RFC
+        # 9110 section 5.5), and a name's case (tether compares lower-case names).
         self._fields.append((name.lower(), value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
@@ -149,7 +149,8 @@ class AppConnection(FlowProtocol):
             except (HttpParserError, HttpParserUpgrade) as exc:
                 self._parse_failed(exc)
             if not self.status:
-                # llhttp holds no head in memory, but bounds none either.
+                # llhttp bounds no head: this stops one that never ends (httptools
+                # holds a field cut across reads until it is whole).
                 self._fed += len(data)
                 if self._fed > MAX_HEAD_BYTES and self._error is None:
                     self._error = AppProtocolError(
