@@ -1,17 +1,24 @@
 """The HTTP/1.1 channel from the callee sidecar to its local app: a small pool
-of keep-alive connections (``asyncio.Protocol`` objects driving h11, see
-``proxy.app.connection``), with bodies streamed both ways in bounded memory."""
+of keep-alive connections (``asyncio.Protocol`` objects feeding llhttp, see
+``proxy.app.connection``; the request bytes and framing rules are
+``proxy.app.http1_framing``'s), with bodies streamed both ways in bounded memory."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import h11
-
 from proxy.app.connection import AppConnection, EmptyResponse
+from proxy.app.http1_framing import (
+    CHUNKED_LINE,
+    LAST_CHUNK,
+    AppProtocolError,
+    chunk,
+    content_length_line,
+    request_head,
+)
 from proxy.core.body import CHUNK_SIZE, Body
 from proxy.core.errors import AppChannelError
 
@@ -28,7 +35,7 @@ _BODY_VERBS = frozenset({"POST", "PUT", "PATCH"})
 _REPLAYABLE_VERBS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _IDEMPOTENCY_KEYS = frozenset({b"idempotency-key", b"x-idempotency-key"})
 # What breaks an exchange on a connection; whether it may be replayed is may_replay's call.
-_EXCHANGE_ERRORS = (OSError, h11.ProtocolError, EmptyResponse)
+_EXCHANGE_ERRORS = (OSError, AppProtocolError, EmptyResponse)
 
 
 def may_replay(verb: str, headers: Headers, *, written: bool, answered: bool) -> bool:
@@ -84,15 +91,15 @@ class HttpAppChannel:
             self._slots.release()
 
     async def _call(self, verb: str, target: str, headers: Headers, body: Body) -> AppResponse:
-        request_headers = [(b"host", self._host_header), *headers]
         if body.complete:
-            if body.head or verb in _BODY_VERBS:
-                request_headers.append((b"content-length", b"%d" % len(body.head)))
+            has_body = body.head or verb in _BODY_VERBS
+            framing = content_length_line(len(body.head)) if has_body else b""
         elif body.length is not None:
-            request_headers.append((b"content-length", b"%d" % body.length))
+            framing = content_length_line(body.length)
         else:
-            request_headers.append((b"transfer-encoding", b"chunked"))
-        request = h11.Request(method=verb, target=target.encode("latin-1"), headers=request_headers)
+            framing = CHUNKED_LINE
+        head = request_head(verb, target, self._host_header, headers, framing)
+        head_request = verb == "HEAD"
         # A pooled connection may have been closed by the app while idle. As Go's
         # transport does, a request that failed on one goes out again (on the next
         # connection) only if may_replay says so and its body is in hand; a failure
@@ -103,7 +110,7 @@ class HttpAppChannel:
                 connection.close()  # the app closed or reset it while it sat idle
                 continue
             try:
-                return await self._exchange(connection, request, body)
+                return await self._exchange(connection, head, head_request, body)
             except _EXCHANGE_ERRORS as exc:
                 replay = body.complete and may_replay(
                     verb, headers, written=connection.written, answered=connection.answered
@@ -114,7 +121,7 @@ class HttpAppChannel:
                     ) from exc
         try:
             connection = await self._open()
-            return await self._exchange(connection, request, body)
+            return await self._exchange(connection, head, head_request, body)
         except _EXCHANGE_ERRORS as exc:
             raise AppChannelError(
                 f"error calling the app at {self.host}:{self.port}: {exc}"
@@ -131,78 +138,74 @@ class HttpAppChannel:
         return connection
 
     async def _exchange(
-        self, connection: AppConnection, request: h11.Request, body: Body
+        self, connection: AppConnection, head: bytes, head_request: bool, body: Body
     ) -> AppResponse:
-        connection.begin()
+        connection.begin(head_request)
         try:
-            return await self._send_and_read_head(connection, request, body)
+            return await self._send_and_read_head(connection, head, body)
         except BaseException:
             connection.close()
             raise
 
     async def _send_and_read_head(
-        self, connection: AppConnection, request: h11.Request, body: Body
+        self, connection: AppConnection, head: bytes, body: Body
     ) -> AppResponse:
-        conn = connection.conn
         if body.complete:
-            connection.send_whole(request, body.head)
+            # Head and body in one write, one syscall for the common small request;
+            # the body is passed through, not copied into one buffer with the head.
+            connection.send(head, body.head)
         else:
-            connection.send(conn.send(request))
-            async for chunk in body.chunks():
-                connection.send(*(conn.send_with_data_passthrough(h11.Data(data=chunk)) or []))
-                await connection.drain()
-            connection.send(conn.send(h11.EndOfMessage()))
+            connection.send(head)
+            await self._send_streamed(connection, body)
         await connection.drain()
-        while True:
-            event = await connection.next_event()
-            if isinstance(event, h11.Response):
-                break
-            if not isinstance(event, h11.InformationalResponse):
-                raise h11.RemoteProtocolError(f"unexpected {type(event).__name__} from the app")
-        length = _content_length(event.headers)
-        # A small answer is usually already in hand whole: hand it over as
-        # complete and pool the connection at once, with no reader generator.
-        parts: list[bytes] = []
-        while True:
-            ready = connection.ready_event()
-            if isinstance(ready, h11.Data):
-                parts.append(bytes(ready.data))
-            elif isinstance(ready, h11.EndOfMessage):
-                self._finish(connection, finished=True)
-                return AppResponse(
-                    event.status_code, list(event.headers), Body(b"".join(parts), None, length)
-                )
-            elif ready is h11.NEED_DATA:
-                break
-            else:
-                raise h11.RemoteProtocolError("the app closed the connection mid-response")
+        await connection.read_head()
+        status, headers, length = connection.status, connection.headers, connection.content_length
+        if connection.done:
+            # A small answer is usually already in hand whole: hand it over as
+            # complete and pool the connection at once, with no reader generator.
+            data = connection.take_body()
+            self._finish(connection, finished=True)
+            return AppResponse(status, headers, Body(data, None, length))
         return AppResponse(
-            event.status_code,
-            list(event.headers),
-            Body(b"".join(parts), self._read_body(connection), length),
+            status, headers, Body(connection.take_body(), self._read_body(connection), length)
         )
+
+    @staticmethod
+    async def _send_streamed(connection: AppConnection, body: Body) -> None:
+        declared = body.length
+        if declared is None:
+            async for piece in body.chunks():
+                connection.send(*chunk(piece))
+                await connection.drain()
+            connection.send(LAST_CHUNK)
+            return
+        sent = 0
+        async for piece in body.chunks():
+            sent += len(piece)
+            if sent > declared:
+                raise AppChannelError(f"the request body exceeds its Content-Length {declared}")
+            connection.send(piece)
+            await connection.drain()
+        if sent < declared:
+            raise AppChannelError(f"the request body ended short of its Content-Length {declared}")
 
     async def _read_body(self, connection: AppConnection) -> AsyncIterator[bytes]:
         finished = False
         try:
             while True:
-                event = await connection.next_event()
-                if isinstance(event, h11.Data):
-                    data = event.data
-                    if len(data) <= CHUNK_SIZE:
-                        yield bytes(data)
-                        continue
-                    # Several reads came in one event: pass them on in pieces of the
-                    # usual size (the hop frames each piece as one message).
-                    view = memoryview(data)
-                    for start in range(0, len(data), CHUNK_SIZE):
-                        yield bytes(view[start : start + CHUNK_SIZE])
-                elif isinstance(event, h11.EndOfMessage):
+                data = await connection.next_body()
+                if data is None:
                     finished = True
                     return
-                else:
-                    raise AppChannelError("the app closed the connection mid-response")
-        except (OSError, h11.ProtocolError) as exc:
+                if len(data) <= CHUNK_SIZE:
+                    yield data
+                    continue
+                # Several reads came at once: pass them on in pieces of the usual
+                # size (the hop frames each piece as one message).
+                view = memoryview(data)
+                for start in range(0, len(data), CHUNK_SIZE):
+                    yield bytes(view[start : start + CHUNK_SIZE])
+        except (OSError, AppProtocolError) as exc:
             raise AppChannelError(f"error reading the app's response: {exc}") from exc
         finally:
             self._finish(connection, finished)
@@ -220,10 +223,3 @@ class HttpAppChannel:
         while self._idle:
             self._idle.pop().close()
         await asyncio.sleep(0)  # let the transports finish closing
-
-
-def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name == b"content-length":
-            return int(value)
-    return None
