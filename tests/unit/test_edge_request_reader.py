@@ -5,6 +5,8 @@ with the right status; nothing parsed after a refusal."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.edge.http_messages import HttpLimits
 from proxy.edge.request_reader import MAX_QUEUED, Incoming, RequestReader
@@ -149,3 +151,35 @@ def test_trailers_are_dropped() -> None:
     reader = read(b"PUT / HTTP/1.1\r\nHost: x\r\n" + TE + b"\r\n1\r\na\r\n0\r\nX-T: 1\r\n\r\n")
     assert reader.queue[0].headers == [(b"host", b"x"), (b"transfer-encoding", b"chunked")]
     assert reader.queue[0].complete
+
+
+PIECES = st.sampled_from(
+    [GET, POST, CHUNKED, b"FOO / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+     b"G\x00T", b"\r\n", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nab",
+     b"GET / HTTP/1.0\r\n\r\n", b"X-A: b\r\n", b" HTTP/1.1\r\n", b"5\r\nhello\r\n"]
+)  # fmt: skip
+
+
+def _outcome(reader: RequestReader) -> list[tuple[bytes, bytes, bytes, bool, int]]:
+    out = []
+    for index, message in enumerate(reader.queue):
+        method, url, body, complete, error = summary(message)
+        status = error[0] if error else 0
+        if index and status == 501 and not message.head_done:
+            # Known limit: a refused method behind another request in the same read
+            # cannot be told unknown (501) from malformed (400); it is answered 400.
+            status = 400
+        out.append((method, url, body, complete, status))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(PIECES, min_size=1, max_size=6), st.data())
+def test_any_split_of_the_bytes_gives_the_same_requests(
+    parts: list[bytes], data: st.DataObject
+) -> None:
+    raw = b"".join(parts)
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(raw) - 1)), max_size=8)))
+    reads = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True) if raw[a:b]]
+    for eof in (False, True):
+        assert _outcome(read(*reads, eof=eof)) == _outcome(read(raw, eof=eof))
