@@ -30,7 +30,7 @@ class HeadVerdict:
     expect_continue: bool = False
 
 
-def judge_head(version: str, headers: list[tuple[bytes, bytes]], upgrade: bool) -> HeadVerdict:
+def judge_head(version: str, headers: list[tuple[bytes, bytes]]) -> HeadVerdict:
     """Check a head llhttp parsed (names lower-case) for what a proxy refuses besides
     the parser's own strictness (peers-and-pitfalls D.1, D.3, D.5), and read its framing."""
     verdict = HeadVerdict()
@@ -70,10 +70,6 @@ def judge_head(version: str, headers: list[tuple[bytes, bytes]], upgrade: bool) 
         return _refused(verdict, 400, "more than one Host header")
     if hosts == 0 and not http10:
         return _refused(verdict, 400, "missing Host header")
-    if upgrade and (verdict.chunked or verdict.length):
-        # llhttp would hand the body over as the upgraded protocol's bytes; we never
-        # switch protocols, and a body we cannot frame must not be parsed as requests.
-        return _refused(verdict, 400, "a request body with Upgrade is not supported")
     return verdict
 
 

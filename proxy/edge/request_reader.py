@@ -35,6 +35,8 @@ from proxy.edge.http_messages import HttpLimits
 # Requests parsed ahead of the one being answered (pipelining) at most; past that the
 # last of them closes the connection and the rest is dropped (clients retry them).
 MAX_QUEUED = 32
+_CHUNKED = b"Transfer-Encoding: chunked\r\n"
+_LENGTH = b"Content-Length: %d\r\n\r\n"
 # How much of a request's first bytes is kept to tell an unknown method from garbage.
 _METHOD_PEEK = MAX_METHOD + 8
 
@@ -56,6 +58,7 @@ class Incoming:
         "parts",
         "peek",
         "size",
+        "upgrade_body",
         "url",
     )
 
@@ -76,6 +79,8 @@ class Incoming:
         self.expect_continue = False
         # The first bytes while the request line is incomplete (None: not known).
         self.peek: bytes | None = b""
+        # Upgrade (or CONNECT) with a body: llhttp stops before the body (see feed).
+        self.upgrade_body = False
 
 
 class _Stop(Exception):
@@ -98,6 +103,8 @@ class RequestReader:
         # The first bytes of a request whose method llhttp refused, while they do
         # not tell yet whether it is unknown (501) or malformed (400).
         self._method_start: bytes | None = None
+        # The upgrade request whose body a new parser is about to read (_resume_body).
+        self._resuming: Incoming | None = None
 
     @property
     def idle(self) -> bool:
@@ -116,9 +123,13 @@ class RequestReader:
             try:
                 self._parser.feed_data(data)
             except HttpParserUpgrade as exc:
-                # A request with Upgrade (or CONNECT) and no body: we never switch
-                # protocols, so what follows is the next request.
+                # We never switch protocols: what follows a request with Upgrade (or
+                # CONNECT) is its body, if it has one, then the next request.
                 data = data[exc.args[0] :]
+                message = self._parsing
+                if message is not None and message.upgrade_body:
+                    self._resume_body(message)
+                    continue
                 if data:
                     continue
             except HttpParserCallbackError as exc:
@@ -153,6 +164,17 @@ class RequestReader:
         else:
             self._method_start = None
             self._refuse(*answer)
+
+    def _resume_body(self, message: Incoming) -> None:
+        """llhttp hands what follows an upgrade request over unparsed, body included:
+        a new parser, told the body's framing by a head of ours, reads it on."""
+        message.upgrade_body = False
+        self._resuming = message
+        self._parser = HttpRequestParser(self)
+        if message.chunked:
+            self._parser.feed_data(b"PUT / HTTP/1.1\r\nHost: x\r\n" + _CHUNKED + b"\r\n")
+        else:
+            self._parser.feed_data(b"PUT / HTTP/1.1\r\nHost: x\r\n" + _LENGTH % message.length)
 
     def _head_in_pieces(self, message: Incoming, data: bytes, fresh: bool) -> None:
         """A head that does not end in this read. A read that began inside it belongs to
@@ -201,6 +223,9 @@ class RequestReader:
     # -- llhttp's callbacks
 
     def on_message_begin(self) -> None:
+        if self._resuming is not None:
+            self._parsing = Incoming()  # our own head for _resume_body: not a request
+            return
         queue = self.queue
         if len(queue) >= MAX_QUEUED:
             queue[-1].keep_alive = False
@@ -233,6 +258,11 @@ class RequestReader:
             raise _Stop
 
     def on_headers_complete(self) -> None:
+        resumed = self._resuming
+        if resumed is not None:
+            self._resuming = None
+            self._parsing = resumed
+            return
         message = self._parsing
         assert message is not None
         parser = self._parser
@@ -241,7 +271,7 @@ class RequestReader:
             self._refuse_size(message)
             raise _Stop
         version = parser.get_http_version()
-        verdict = judge_head(version, message.headers, parser.should_upgrade())
+        verdict = judge_head(version, message.headers)
         if verdict.status:
             self._refuse(verdict.status, verdict.reason)
             raise _Stop
@@ -255,6 +285,7 @@ class RequestReader:
         message.keep_alive = verdict.keep_alive
         message.http10 = version == "1.0"
         message.expect_continue = verdict.expect_continue
+        message.upgrade_body = (verdict.chunked or bool(length)) and parser.should_upgrade()
         message.head_done = True
 
     def on_body(self, piece: bytes) -> None:
@@ -269,5 +300,7 @@ class RequestReader:
     def on_message_complete(self) -> None:
         message = self._parsing
         assert message is not None
+        if message.upgrade_body:
+            return  # llhttp skipped the body: it comes after the upgrade point
         message.complete = True
         self._parsing = None

@@ -204,3 +204,16 @@ def test_expect_100_continue_on_a_streamed_body() -> None:
 
     answers = _answers(_serve(_echo, scenario))
     assert answers[0][2] == b"q" * 4000
+
+
+def test_upgrade_is_not_honoured_and_the_body_reaches_the_handler() -> None:
+    raw = (
+        b"POST /u HTTP/1.1\r\nHost: t\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nContent-Length: 5\r\n\r\nhello"
+        b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n"
+    )
+    answers = _answers(_serve(_echo, _talk(raw)))
+    assert [(a[0], a[1][b"x-target"], a[2]) for a in answers] == [
+        (b"HTTP/1.1 200 OK", b"/u", b"hello"),
+        (b"HTTP/1.1 200 OK", b"/after", b""),
+    ]

@@ -17,10 +17,8 @@ from proxy.edge.framing import (
 HOST = (b"host", b"a")
 
 
-def judge(
-    *headers: tuple[bytes, bytes], version: str = "1.1", upgrade: bool = False
-) -> HeadVerdict:
-    return judge_head(version, list(headers), upgrade)
+def judge(*headers: tuple[bytes, bytes], version: str = "1.1") -> HeadVerdict:
+    return judge_head(version, list(headers))
 
 
 def test_a_plain_head_keeps_alive_without_a_body() -> None:
@@ -76,16 +74,9 @@ def test_expect_continue_only_on_http11() -> None:
     ],
 )
 def test_refused_heads(headers: list[tuple[bytes, bytes]], version: str, status: int) -> None:
-    verdict = judge_head(version, headers, False)
+    verdict = judge_head(version, headers)
     assert verdict.status == status, verdict.reason
     assert bool(verdict.reason) is bool(status)
-
-
-def test_a_body_with_upgrade_is_refused_one_without_is_served() -> None:
-    assert judge(HOST, (b"content-length", b"3"), upgrade=True).status == 400
-    assert judge(HOST, (b"transfer-encoding", b"chunked"), upgrade=True).status == 400
-    assert judge(HOST, upgrade=True).status == 0
-    assert judge(HOST, (b"content-length", b"0"), upgrade=True).status == 0
 
 
 def test_head_sizes() -> None:

@@ -86,11 +86,6 @@ def test_a_head_in_pieces_is_not_done_until_its_end() -> None:
         (b"G\x00T / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
         (b"GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505),
         (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
-        (
-            b"POST / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: upgrade\r\n"
-            b"Content-Length: 2\r\n\r\nhi",
-            400,
-        ),
     ],
 )
 def test_refusals_whole_and_byte_by_byte(data: bytes, status: int) -> None:
@@ -127,6 +122,22 @@ def test_data_after_connection_close_is_not_parsed() -> None:
     reader = read(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" + GET)
     assert not reader.queue[0].keep_alive and reader.queue[0].complete
     assert reader.stopped
+
+
+@pytest.mark.parametrize(
+    ("framing", "body"),
+    [(b"Content-Length: 5\r\n", b"hello"), (TE, b"3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n")],
+)
+def test_upgrade_with_a_body_is_served_as_plain_http(framing: bytes, body: bytes) -> None:
+    upgrade = b"POST /u HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n" + framing
+    data = upgrade + b"\r\n" + body + GET
+    for reads in ([data], [data[i : i + 1] for i in range(len(data))]):
+        reader = read(*reads)
+        assert [summary(m) for m in reader.queue] == [
+            (b"POST", b"/u", b"hello", True, None),
+            (b"GET", b"/a", b"", True, None),
+        ]
+        assert reader.queue[0].headers[1] == (b"upgrade", b"h2c")
 
 
 def test_upgrade_without_a_body_is_served_as_plain_http() -> None:
