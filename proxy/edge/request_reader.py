@@ -34,7 +34,10 @@ from proxy.edge.http_messages import HttpLimits
 
 # Requests parsed ahead of the one being answered (pipelining) at most; past that the
 # last of them closes the connection and the rest is dropped (clients retry them).
-MAX_QUEUED = 32
+# llhttp parses a whole read at once, so this bounds what one read can cost in
+# parsed requests (about 1.5 KB each) where h11 held the raw bytes.
+MAX_QUEUED = 100
+# The framing lines of the head ``_resume_body`` gives a new parser.
 _CHUNKED = b"Transfer-Encoding: chunked\r\n"
 _LENGTH = b"Content-Length: %d\r\n\r\n"
 # How much of a request's first bytes is kept to tell an unknown method from garbage.
