@@ -106,6 +106,8 @@ class RequestReader:
         # The first bytes of a request whose method llhttp refused, while they do
         # not tell yet whether it is unknown (501) or malformed (400).
         self._method_start: bytes | None = None
+        self._body_came = False  # on_body was called since the last read ended
+        self._stalled = 0  # bytes of chunked-body reads without a body byte in a row
         # The upgrade request whose body a new parser is about to read (_resume_body).
         self._resuming: Incoming | None = None
 
@@ -149,8 +151,12 @@ class RequestReader:
                 self._refuse(*parser_error_answer(exc))
             break
         message = self._parsing
-        if message is not None and not message.head_done and not self.stopped:
+        if message is None or self.stopped:
+            return
+        if not message.head_done:
             self._head_in_pieces(message, data, fresh)
+        elif message.chunked:
+            self._chunk_framing(data)
 
     def eof(self) -> None:
         """The client sent its last byte: a request it broke off is malformed."""
@@ -192,6 +198,17 @@ class RequestReader:
                 message.peek = (message.peek + data)[:_METHOD_PEEK]
         if not self._size_ok(message):
             self._refuse_size(message)
+
+    def _chunk_framing(self, data: bytes) -> None:
+        """Reads with no body bytes are chunk framing, extensions or trailers, which
+        llhttp holds or skips without a limit: bound them like a head."""
+        if self._body_came:
+            self._body_came = False
+            self._stalled = 0
+            return
+        self._stalled += len(data)
+        if self._stalled > self._limit:
+            self._refuse(400, f"chunk extensions or trailers exceed {self._limit} bytes")
 
     def _method_bytes(self, data: bytes, fresh: bool) -> bytes | None:
         """The first bytes of the request whose method llhttp refused, if known."""
@@ -236,7 +253,7 @@ class RequestReader:
             raise _Stop
         self._parsing = message = Incoming()
         queue.append(message)
-        self._line = self._headers = self._reads = 0
+        self._line = self._headers = self._reads = self._stalled = 0
         self._began_here = True
         self._begun += 1
 
@@ -296,6 +313,7 @@ class RequestReader:
         assert message is not None
         message.parts.append(piece)
         message.size += len(piece)
+        self._body_came = True
         if message.size > self._max_body:
             self._refuse(413, f"body exceeds the limit of {self._max_body} bytes")
             raise _Stop

@@ -158,6 +158,25 @@ def test_deep_pipelining_stops_with_the_last_request_closing() -> None:
     assert all(m.error is None for m in reader.queue)
 
 
+@pytest.mark.parametrize("endless", [b"1;ext=", b"1\r\na\r\n0\r\nX-Trailer: "])
+def test_endless_chunk_extensions_or_trailers_are_refused(endless: bytes) -> None:
+    reader = read(b"PUT / HTTP/1.1\r\nHost: x\r\n" + TE + b"\r\n" + endless)
+    for _ in range(10):
+        reader.feed(b"a" * 100)
+    error = reader.queue[0].error
+    assert error is not None and error[0] == 400
+
+
+def test_a_chunked_body_byte_by_byte_is_not_mistaken_for_endless_framing() -> None:
+    body = b"".join(b"1\r\n%c\r\n" % c for c in b"abcdefgh" * 40) + b"0\r\n\r\n"
+    data = b"PUT / HTTP/1.1\r\nHost: x\r\n" + TE + b"\r\n" + body
+    reader = RequestReader(HttpLimits(max_header_bytes=256, max_body_size=4096))
+    for index in range(len(data)):
+        reader.feed(data[index : index + 1])
+    assert reader.queue[0].error is None and reader.queue[0].complete
+    assert b"".join(reader.queue[0].parts) == b"abcdefgh" * 40
+
+
 def test_trailers_are_dropped() -> None:
     reader = read(b"PUT / HTTP/1.1\r\nHost: x\r\n" + TE + b"\r\n1\r\na\r\n0\r\nX-T: 1\r\n\r\n")
     assert reader.queue[0].headers == [(b"host", b"x"), (b"transfer-encoding", b"chunked")]
