@@ -106,7 +106,7 @@ class RequestReader:
         # The first bytes of a request whose method llhttp refused, while they do
         # not tell yet whether it is unknown (501) or malformed (400).
         self._method_start: bytes | None = None
-        self._body_came = False  # on_body was called since the last read ended
+        self._progress = False  # a head ended or body bytes came since the last read ended
         self._stalled = 0  # bytes of chunked-body reads without a body byte in a row
         # The upgrade request whose body a new parser is about to read (_resume_body).
         self._resuming: Incoming | None = None
@@ -200,10 +200,11 @@ class RequestReader:
             self._refuse_size(message)
 
     def _chunk_framing(self, data: bytes) -> None:
-        """Reads with no body bytes are chunk framing, extensions or trailers, which
-        llhttp holds or skips without a limit: bound them like a head."""
-        if self._body_came:
-            self._body_came = False
+        """Reads with no body bytes (after the one the head ended in) are chunk framing,
+        extensions or trailers, which llhttp holds or skips without a limit: bound them
+        like a head."""
+        if self._progress:
+            self._progress = False
             self._stalled = 0
             return
         self._stalled += len(data)
@@ -307,13 +308,14 @@ class RequestReader:
         message.expect_continue = verdict.expect_continue
         message.upgrade_body = (verdict.chunked or bool(length)) and parser.should_upgrade()
         message.head_done = True
+        self._progress = True
 
     def on_body(self, piece: bytes) -> None:
         message = self._parsing
         assert message is not None
         message.parts.append(piece)
         message.size += len(piece)
-        self._body_came = True
+        self._progress = True
         if message.size > self._max_body:
             self._refuse(413, f"body exceeds the limit of {self._max_body} bytes")
             raise _Stop

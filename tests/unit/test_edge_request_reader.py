@@ -213,3 +213,11 @@ def test_any_split_of_the_bytes_gives_the_same_requests(
     reads = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True) if raw[a:b]]
     for eof in (False, True):
         assert _outcome(read(*reads, eof=eof)) == _outcome(read(raw, eof=eof))
+
+
+def test_requests_ahead_in_the_read_do_not_count_as_chunk_framing() -> None:
+    ahead = b"GET / HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 200 + b"\r\n\r\n"
+    reader = read(ahead * 3 + b"PUT / HTTP/1.1\r\nHost: x\r\n" + TE + b"\r\n", b"3\r\n")
+    assert all(message.error is None for message in reader.queue)
+    reader.feed(b"abc\r\n0\r\n\r\n")
+    assert reader.queue[-1].complete and b"".join(reader.queue[-1].parts) == b"abc"
