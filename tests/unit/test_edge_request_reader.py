@@ -221,3 +221,15 @@ def test_requests_ahead_in_the_read_do_not_count_as_chunk_framing() -> None:
     assert all(message.error is None for message in reader.queue)
     reader.feed(b"abc\r\n0\r\n\r\n")
     assert reader.queue[-1].complete and b"".join(reader.queue[-1].parts) == b"abc"
+
+
+@pytest.mark.parametrize("byte", [*range(0x01, 0x09), *range(0x0A, 0x20), 0x7F])
+def test_control_bytes_in_a_value_are_refused(byte: int) -> None:
+    reader = read(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a" + bytes([byte]) + b"b\r\n\r\n")
+    error = reader.queue[0].error
+    assert error is not None and error[0] == 400
+
+
+def test_tab_and_high_bytes_stay_allowed_in_values() -> None:
+    reader = read(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\tb \x80\xff\r\n\r\n")
+    assert reader.queue[0].headers[1] == (b"x-a", b"a\tb \x80\xff")
