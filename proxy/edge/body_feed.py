@@ -12,16 +12,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import h11
-
+from proxy.core.body import BodyTooLarge
 from proxy.edge.body_pace import CHECK_INTERVAL, BodyPace, BodyPacePolicy, BodyTimedOut
 from proxy.edge.lazy_timer import LazyTimer
+from proxy.edge.request_reader import Incoming
+
+
+class MalformedBody(ValueError):
+    """The client broke the body's framing (bad chunking, closed in the middle)."""
 
 
 class BodyFeed:
     __slots__ = (
         "_failed",
         "_loop",
+        "_max_body",
         "_on_too_slow",
         "_pace",
         "_policy",
@@ -35,8 +40,10 @@ class BodyFeed:
         loop: asyncio.AbstractEventLoop,
         policy: BodyPacePolicy,
         on_too_slow: Callable[[str], None],
+        max_body: int,
     ) -> None:
         self._loop = loop
+        self._max_body = max_body
         self._policy = policy
         self._pace = BodyPace(policy, loop.time())
         self._used = False
@@ -64,22 +71,25 @@ class BodyFeed:
         self._pace.pause(self._loop.time())
         self._timer.clear()
 
-    async def next_event(
-        self, conn: h11.Connection, resume_reading: Callable[[], None]
-    ) -> h11.Data | None:
-        """The next piece of the body from ``conn`` (None at its end), waiting as needed."""
+    async def next_piece(
+        self, request: Incoming, resume_reading: Callable[[], None]
+    ) -> bytes | None:
+        """The next piece of ``request``'s body (None at its end), waiting as needed;
+        raises BodyTooLarge or MalformedBody when the parser refused the rest."""
         while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                resume_reading()
-                await self.wait_for_client()
-                continue
-            kind = type(event)
-            if kind is h11.Data:
-                return event  # type: ignore[return-value]
-            if kind is h11.EndOfMessage:
+            parts = request.parts
+            if parts:
+                return parts.popleft()
+            if request.complete:
                 return None
-            raise h11.RemoteProtocolError("connection closed in the middle of the request body")
+            error = request.error
+            if error is not None:
+                status, reason = error
+                if status == 413:
+                    raise BodyTooLarge(self._max_body)
+                raise MalformedBody(reason)
+            resume_reading()
+            await self.wait_for_client()
 
     async def wait_for_client(self) -> None:
         """Sleep until ``arrived`` (or ``fail``); raises BodyTimedOut if the client is too slow."""

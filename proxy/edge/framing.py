@@ -1,71 +1,117 @@
-"""Pure HTTP/1.1 framing decisions the server makes around h11: which request heads a
-proxy must refuse although h11 accepts them, and when closing could reset the
-connection under an answer the client has not read yet."""
+"""Pure HTTP/1.1 decisions the server makes on requests around the parser (llhttp, via
+httptools; RFC 9112): which heads a proxy refuses although the parser accepts them,
+how a request's body is framed, whether the client keeps the connection alive, the
+size limits of a head, and what status a parser error answers."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-import h11
+from httptools import HttpParserError
 
-# Control bytes other than tab: h11 lets them through in header values; Go's server
-# (and so daprd) refuses them, and an app or a log downstream may trip on them.
-_CONTROL_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-
-
-def may_still_send(conn: h11.Connection) -> bool:
-    """We answered and are closing while the client may still be sending the request
-    (or more of them): closing now could reset the connection under our answer."""
-    answered = conn.our_state in (h11.DONE, h11.MUST_CLOSE)
-    return answered and conn.their_state not in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
+# The token characters (RFC 9110 §5.6.2) a method is made of.
+_TOKEN_PREFIX = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]*")
+# A longer method is not waited for to its end.
+MAX_METHOD = 24
+# The request line's bytes besides method and target: two spaces, "HTTP/1.1", CRLF.
+LINE_EXTRA = 12
 
 
-def body_framing(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool]:
-    """The declared Content-Length (None without one) and whether the body is chunked,
-    of a head ``head_problem`` accepted (h11 has checked the values)."""
-    length: int | None = None
-    chunked = False
+@dataclass(slots=True)
+class HeadVerdict:
+    """What the server makes of an accepted head; ``status`` 0 when nothing is wrong."""
+
+    status: int = 0
+    reason: str = ""
+    length: int | None = None  # the declared Content-Length
+    chunked: bool = False
+    keep_alive: bool = True
+    expect_continue: bool = False
+
+
+def judge_head(version: str, headers: list[tuple[bytes, bytes]]) -> HeadVerdict:
+    """Check a head llhttp parsed (names lower-case) for what a proxy refuses besides
+    the parser's own strictness (peers-and-pitfalls D.1, D.3, D.5), and read its framing."""
+    verdict = HeadVerdict()
+    if version != "1.1" and version != "1.0":
+        verdict.status, verdict.reason = 505, f"HTTP/{version} is not supported"
+        return verdict
+    hosts = 0
+    coding: bytes | None = None
+    close = keep_alive = False
     for name, value in headers:
         if name == b"content-length":
-            length = int(value)
-        elif name == b"transfer-encoding":
-            chunked = True
-    return length, chunked
-
-
-def head_problem(request: h11.Request, raw: bytes | bytearray, limit: int) -> tuple[int, str]:
-    """What h11 accepts but a proxy must refuse (peers-and-pitfalls D.1, D.3, D.5, D.9).
-
-    h11 only limits a head that arrives in pieces, so sizes are checked here too.
-    ``raw`` holds the bytes read while waiting for this head (empty when the
-    request was pipelined behind another).
-    """
-    if len(request.target) + len(request.method) + 11 > limit:
-        return 414, f"request line exceeds {limit} bytes"
-    has_length = has_te = False
-    hosts = 0
-    control = False
-    size = len(request.target) + len(request.method) + 13
-    for name, value in request.headers:
-        size += len(name) + len(value) + 4
-        control = control or _CONTROL_BYTE.search(value) is not None
-        if name == b"content-length":
-            has_length = True
-        elif name == b"transfer-encoding":
-            has_te = True
+            verdict.length = int(value)  # llhttp let only digits (and one header) through
         elif name == b"host":
             hosts += 1
-    if size > limit:
-        return 431, f"request headers exceed {limit} bytes"
-    if has_length and has_te:
-        return 400, "both Content-Length and Transfer-Encoding are present"
-    if has_te and request.http_version == b"1.0":
-        return 400, "Transfer-Encoding is not allowed on HTTP/1.0"
+        elif name == b"transfer-encoding":
+            coding = value
+        elif name == b"connection":
+            for token in value.lower().split(b","):
+                token = token.strip()
+                close = close or token == b"close"
+                keep_alive = keep_alive or token == b"keep-alive"
+        elif name == b"expect":
+            verdict.expect_continue = value.strip().lower() == b"100-continue"
+    http10 = version == "1.0"
+    verdict.keep_alive = not close and (keep_alive or not http10)
+    verdict.expect_continue = verdict.expect_continue and not http10
+    if coding is not None:
+        if verdict.length is not None:
+            return _refused(verdict, 400, "both Content-Length and Transfer-Encoding are present")
+        if http10:
+            return _refused(verdict, 400, "Transfer-Encoding is not allowed on HTTP/1.0")
+        if coding.strip().lower() != b"chunked":
+            # gzip and the like would reach the app still coded: as h11 did, refuse.
+            return _refused(verdict, 501, "only Transfer-Encoding: chunked is supported")
+        verdict.chunked = True
     if hosts > 1:
-        return 400, "more than one Host header"
-    if control:
-        return 400, "a header value holds a control character"
-    head_end = raw.find(b"\r\n\r\n")
-    if head_end > 0 and (raw.find(b"\n ", 0, head_end) > 0 or raw.find(b"\n\t", 0, head_end) > 0):
-        return 400, "obsolete line folding in a header"
+        return _refused(verdict, 400, "more than one Host header")
+    if hosts == 0 and not http10:
+        return _refused(verdict, 400, "missing Host header")
+    return verdict
+
+
+def _refused(verdict: HeadVerdict, status: int, reason: str) -> HeadVerdict:
+    verdict.status, verdict.reason = status, reason
+    return verdict
+
+
+def head_size_problem(line: int, headers: int, limit: int) -> tuple[int, str]:
+    """The request line over ``limit`` bytes is a 414; with the headers, a 431."""
+    if line > limit:
+        return 414, f"request line exceeds {limit} bytes"
+    if line + headers > limit:
+        return 431, f"request headers exceed {limit} bytes"
     return 0, ""
+
+
+def parser_error_answer(error: HttpParserError) -> tuple[int, str]:
+    """The status for what llhttp refused (a refused method: ``method_answer``)."""
+    reason = str(error) or "malformed request"
+    if reason == "Invalid HTTP version":
+        return 505, "HTTP version not supported"
+    if reason == "Request has invalid `Transfer-Encoding`":
+        return 501, "only Transfer-Encoding: chunked is supported"
+    return 400, reason
+
+
+def method_answer(start: bytes, final: bool) -> tuple[int, str] | None:
+    """The status for a method llhttp refused, from the first bytes of the request;
+    None while they do not tell yet (more may come, unless ``final``).
+
+    llhttp knows the registered methods only (h11 and Go's server took any token): a
+    well-formed other one is "not implemented" (RFC 9110 §9.1), anything else is 400.
+    The answer must not depend on how the bytes were split into reads.
+    """
+    start = start.lstrip(b"\r\n")
+    token = _TOKEN_PREFIX.match(start)
+    end = token.end() if token is not None else 0
+    if end < len(start):
+        if end and start[end : end + 1] == b" ":
+            return 501, "request method not implemented"
+        return 400, "invalid request method"
+    if final or end > MAX_METHOD:
+        return 400, "invalid request method"
+    return None

@@ -1,53 +1,108 @@
-"""The bytes of the server's answers, from h11's server state machine: response heads
-(with the Content-Length a whole body needs), whole responses as pieces the transport
-writes together, and error answers that close the connection."""
+"""The bytes of the server's answers (RFC 9112), pure: a response head with the framing
+its body needs (Content-Length for a whole body, chunked for a streamed one of unknown
+length, close-delimited to an HTTP/1.0 client, none for HEAD, 1xx, 204 and 304), the
+keep-alive decision, body pieces in that framing, and error answers that close."""
 
 from __future__ import annotations
 
-import h11
+import re
+from dataclasses import dataclass
 
 from proxy.edge.http_messages import REASONS, ErrorBody, HttpResponse
 
+# How the body after a head is framed.
+NO_BODY = 0  # HEAD, 1xx, 204, 304: nothing follows the head
+LENGTH = 1  # exactly ``length`` bytes (declared by Content-Length)
+CHUNKED = 2  # chunks, then the last chunk
+UNTIL_CLOSE = 3  # to an HTTP/1.0 client: the body ends when the connection does
 
-def response_head(conn: h11.Connection, response: HttpResponse) -> bytes:
-    """The head; raises h11.LocalProtocolError when the response is not valid HTTP."""
-    headers = response.headers
-    body = response.body
-    if body.complete:
-        for name, _ in headers:
-            if name == b"content-length":
-                break
-        else:
-            headers = [*headers, (b"content-length", b"%d" % len(body.head))]
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+# Control bytes other than tab; CR and LF would split the response (pitfalls D.8).
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_DIGITS = re.compile(rb"[0-9]{1,18}\Z")
+# Headers the server decides itself: the handler's copies are dropped.
+_FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection", b"keep-alive"))
+LAST_CHUNK = b"0\r\n\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class InvalidResponse(ValueError):
+    """The response cannot be sent as valid HTTP/1.1 (answered 502 if nothing was sent)."""
+
+
+@dataclass(slots=True)
+class AnswerHead:
+    head: bytes
+    framing: int
+    length: int  # for LENGTH; -1 otherwise
+    keep_alive: bool
+
+
+def answer_head(
+    response: HttpResponse, head_request: bool, http10: bool, keep_alive: bool
+) -> AnswerHead:
+    """The head of ``response`` to a request (HEAD or not, HTTP/1.0 or 1.1, whose client
+    keeps alive or not); raises InvalidResponse for a status, header name or value that
+    is not valid HTTP (a CR or LF in a value would let the upstream split the response)."""
     status = response.status
-    head = h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b""))
-    return conn.send(head) or b""
+    if not 200 <= status <= 999:
+        raise InvalidResponse(f"status {status}")
+    body = response.body
+    declared: bytes | None = None
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b""))]
+    for name, value in response.headers:
+        if not _TOKEN.match(name):
+            raise InvalidResponse(f"header name {name!r}")
+        if _CONTROL.search(value):
+            raise InvalidResponse(f"header value {value!r} of {name.decode()}")
+        lowered = name.lower()
+        if lowered in _FRAMING:
+            if lowered == b"content-length":
+                if not _DIGITS.match(value) or (declared is not None and value != declared):
+                    raise InvalidResponse(f"Content-Length {value!r}")
+                declared = value
+            elif lowered == b"connection" and b"close" in value.lower():
+                keep_alive = False
+            continue
+        lines += (name, b": ", value, b"\r\n")
+    length = -1
+    if head_request or status in (204, 304):
+        framing = NO_BODY
+        if declared is not None:  # HEAD tells the length a GET would have
+            lines += (b"content-length: ", declared, b"\r\n")
+        elif body.complete and status not in (204, 304):
+            lines.append(b"content-length: %d\r\n" % len(body.head))
+    elif body.complete:
+        framing, length = LENGTH, len(body.head)
+        if declared is not None and int(declared) != length:
+            raise InvalidResponse(f"Content-Length {declared!r} for a body of {length} bytes")
+        lines.append(b"content-length: %d\r\n" % length)
+    elif declared is not None:
+        framing, length = LENGTH, int(declared)
+        lines += (b"content-length: ", declared, b"\r\n")
+    elif http10:
+        framing, keep_alive = UNTIL_CLOSE, False
+    else:
+        framing = CHUNKED
+        lines.append(b"transfer-encoding: chunked\r\n")
+    if not keep_alive:
+        lines.append(b"connection: close\r\n\r\n")
+    elif http10:
+        lines.append(b"connection: keep-alive\r\n\r\n")
+    else:
+        lines.append(b"\r\n")
+    return AnswerHead(b"".join(lines), framing, length, keep_alive)
 
 
-def whole_response(conn: h11.Connection, head: bytes, data: bytes) -> list[bytes]:
-    """Head, body and end as pieces: the body is passed through, not copied."""
-    pieces = [head]
-    if data:
-        pieces += conn.send_with_data_passthrough(h11.Data(data=data)) or []
-    pieces.append(conn.send(h11.EndOfMessage()) or b"")
-    return pieces
+def chunk_pieces(chunk: bytes) -> list[bytes]:
+    """One chunk of a chunked body, the data passed through, not copied."""
+    return [b"%x\r\n" % len(chunk), chunk, b"\r\n"]
 
 
-def body_piece(conn: h11.Connection, chunk: bytes) -> list[bytes]:
-    return conn.send_with_data_passthrough(h11.Data(data=chunk)) or []
-
-
-def error_answer(conn: h11.Connection, error: ErrorBody) -> bytes:
-    """A whole error response that tells the client the connection closes; raises
-    h11.ProtocolError when an answer can no longer be sent."""
-    headers = [
-        (b"content-type", error.content_type),
-        (b"content-length", b"%d" % len(error.body)),
-        (b"connection", b"close"),
-    ]
+def error_answer(error: ErrorBody, head_request: bool) -> bytes:
+    """A whole error response that tells the client the connection closes."""
     status = error.status
-    data = conn.send(
-        h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b""))
-    )
-    data = (data or b"") + (conn.send(h11.Data(data=error.body)) or b"")
-    return data + (conn.send(h11.EndOfMessage()) or b"")
+    body = error.body
+    head = b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+    data = head % (status, REASONS.get(status, b""), error.content_type, len(body))
+    return data if head_request else data + body

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import h11
-
 from proxy.core.body import CHUNK_SIZE, BodyReadError, BodyTooLarge
+from proxy.edge.body_feed import MalformedBody
 from proxy.edge.http_messages import HttpRequest
 
 
 class BodySource(Protocol):
-    async def next_body_event(self) -> h11.Data | None: ...
+    async def next_body_piece(self) -> bytes | None: ...
 
 
 class RequestBody:
@@ -40,17 +39,16 @@ class RequestBody:
         if self._done:
             raise StopAsyncIteration
         try:
-            event = await self._source.next_body_event()
-            if event is not None:
-                data = event.data
+            data = await self._source.next_body_piece()
+            if data is not None:
                 self._size += len(data)
                 if self._size > self._limit:
                     raise BodyTooLarge(self._limit)
                 if len(data) <= CHUNK_SIZE:
-                    return bytes(data)
-                # Several reads came in one event: hand them on in pieces of the usual size.
+                    return data
+                # A piece larger than a read usually is: hand it on in pieces of that size.
                 return self._piece(memoryview(data))
-        except (h11.RemoteProtocolError, BodyTooLarge, OSError) as exc:
+        except (MalformedBody, BodyTooLarge, OSError) as exc:
             self._done = True
             self._request.body_error = exc
             raise BodyReadError(str(exc)) from exc

@@ -1,36 +1,44 @@
-"""One client connection of the HTTP/1.1 server: an ``asyncio.Protocol`` driving an
-``h11.Connection``.
+"""One client connection of the HTTP/1.1 server: an ``asyncio.Protocol`` feeding
+llhttp (``request_reader``) and writing answers framed by ``http_answer``.
 
-Bytes are fed to h11 in ``data_received``; when a whole request is in hand (the head,
-and the body up to the replay buffer) one task runs the handler and writes the answer,
-then the next request (pipelined ones already sit in h11's buffer) is parsed at once.
-No task or future waits on the socket between requests: an idle connection costs a
-timer that is re-armed lazily, and reads are paused instead of buffered when nobody
-takes the bytes (a streamed body the handler has not asked for yet, pipelined
-requests behind one in progress). Writes of streamed answers wait on the transport's
-own flow control (``pause_writing``), so a slow reader holds the answer's producer,
-not our memory.
+Bytes are parsed in ``data_received``; when a whole request is in hand (the head, and
+the body up to the replay buffer) one task runs the handler and writes the answer,
+then the next request (pipelined ones are already parsed, waiting in the reader's
+queue) starts at once. No task or future waits on the socket between requests: an
+idle connection costs a timer that is re-armed lazily, and reads are paused instead of
+buffered when nobody takes the bytes (a streamed body the handler has not asked for
+yet, pipelined requests behind one in progress). Writes of streamed answers wait on
+the transport's own flow control (``pause_writing``), so a slow reader holds the
+answer's producer, not our memory.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-
-import h11
 
 from proxy.core.body import CHUNK_SIZE, EMPTY, Body, BodyReadError, BodyTooLarge, close_body
 from proxy.core.errors import TetherError
 from proxy.core.flow import FlowProtocol
 from proxy.edge.body_feed import BodyFeed
 from proxy.edge.body_pace import BodyTimedOut
-from proxy.edge.framing import body_framing, head_problem, may_still_send
-from proxy.edge.http_answer import body_piece, error_answer, response_head, whole_response
+from proxy.edge.http_answer import (
+    CHUNKED,
+    CONTINUE,
+    LAST_CHUNK,
+    LENGTH,
+    NO_BODY,
+    AnswerHead,
+    InvalidResponse,
+    answer_head,
+    chunk_pieces,
+    error_answer,
+)
 from proxy.edge.http_body import RequestBody
 from proxy.edge.http_messages import HttpRequest, HttpResponse
 from proxy.edge.http_site import Site
 from proxy.edge.lazy_timer import LazyTimer
+from proxy.edge.request_reader import Incoming, RequestReader
 
 log = logging.getLogger("tether.http")
 
@@ -40,6 +48,8 @@ _BODY = 1  # reading a body up to the replay buffer before the handler runs
 _BUSY = 2  # the handler runs (a large body may still be streaming in)
 _LINGER = 3  # answered an error and half-closed: dropping what the client still sends
 _CLOSED = 4
+# Answers this small go out as one buffer (a copy costs less than a second one).
+_JOIN_BELOW = 16 * 1024
 
 
 class ServerConnection(FlowProtocol):
@@ -48,22 +58,20 @@ class ServerConnection(FlowProtocol):
     def __init__(self, site: Site) -> None:
         super().__init__()
         self._site = site
-        self._conn = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=site.limits.max_header_bytes
-        )
+        limits = site.limits
+        self._reader = RequestReader(limits)
         self._phase = _HEAD
-        # Bytes received while waiting for the head (up to CHUNK_SIZE), for the
-        # checks h11 does not make (folded lines, request line vs headers).
-        self._seen = b""
         # The header timeout (idle keep-alive included), then the lingering close's bound.
         self._timer = LazyTimer(self._loop, self.close)
         self._eof = False
         # Body bytes to their reader, and the 408 rules while waiting (see body_feed).
-        self._feed = BodyFeed(self._loop, site.limits.body_pace, self._too_slow)
+        self._feed = BodyFeed(self._loop, limits.body_pace, self._too_slow, limits.max_body_size)
+        self._current: Incoming | None = None  # the request being answered
         self._request: HttpRequest | None = None
+        self._streaming = False  # the current request's body goes on to its reader
+        self._answered = False  # a response head went out for the current request
+        self._keep_alive = True
         self._task: asyncio.Task[None] | None = None
-        self._parts: list[bytes] = []
-        self._size = 0
         self._held = 0
         self._started = 0.0
         self._counted = False
@@ -81,7 +89,7 @@ class ServerConnection(FlowProtocol):
     @property
     def idle(self) -> bool:
         """Kept alive between requests, with nothing of the next one received yet."""
-        return self._phase == _HEAD and not self._seen and self._task is None
+        return self._phase == _HEAD and self._reader.idle and self._task is None
 
     def data_received(self, data: bytes) -> None:
         phase = self._phase
@@ -92,28 +100,25 @@ class ServerConnection(FlowProtocol):
             return
         if phase == _CLOSED:
             return
-        conn = self._conn
-        conn.receive_data(data)
+        self._reader.feed(data)
         if phase == _HEAD:
-            seen = self._seen
-            if not seen:
-                self._seen = data  # the usual case: the whole head in one read, no copy
-            elif len(seen) < CHUNK_SIZE:
-                self._seen = seen + data
-            self._advance_head()
+            self._advance()
         elif phase == _BODY:
             self._feed.arrived(len(data))
             self._advance_body()
-        elif conn.their_state is h11.SEND_BODY:
-            if not self._feed.arrived(len(data)):
+        elif self._streaming:
+            current = self._current
+            assert current is not None
+            if current.complete or current.error is not None:
+                self._streaming = False  # the rest is the next requests'
+                self._feed.arrived(len(data))
+            elif not self._feed.arrived(len(data)):
                 # Nobody reads the body now (or the reader is already woken: libuv reads
                 # a socket up to 32 times per loop turn): leave the rest in the kernel.
                 self._pause_reading()
         else:
             # Pipelined requests behind the one in progress: hold a little, then
             # leave the rest in the kernel until this one is answered.
-            if len(self._seen) < CHUNK_SIZE:
-                self._seen += data
             self._held += len(data)
             if self._held > CHUNK_SIZE:
                 self._pause_reading()
@@ -123,9 +128,9 @@ class ServerConnection(FlowProtocol):
         if self._phase >= _LINGER:
             self.close()
             return False
-        self._conn.receive_data(b"")
+        self._reader.eof()
         if self._phase == _HEAD:
-            self._advance_head()
+            self._advance()
         elif self._phase == _BODY:
             self._advance_body()
         else:
@@ -142,107 +147,79 @@ class ServerConnection(FlowProtocol):
 
     # -- reading requests
 
-    def _advance_head(self) -> None:
-        try:
-            event = self._conn.next_event()
-        except h11.RemoteProtocolError as exc:
-            status = exc.error_status_hint
-            limit = self._site.limits.max_header_bytes
-            if status == 431 and b"\n" not in self._seen[:limit]:
-                status = 414  # the request line alone is over the limit
-            self._reject(status, str(exc) or "malformed request")
+    def _advance(self) -> None:
+        """Start the next request if its head is in hand (or refuse it)."""
+        reader = self._reader
+        queue = reader.queue
+        if not queue:
+            if self._eof or reader.stopped:
+                self.close()  # the client is done
             return
-        if event is h11.NEED_DATA:
-            return
-        if type(event) is h11.Request:
-            self._on_head(event)
-        else:
-            self.close()  # ConnectionClosed: the client is done
-
-    def _on_head(self, event: h11.Request) -> None:
+        current = queue[0]
+        if not current.head_done and current.error is None:
+            return  # more of the head to come
+        queue.popleft()
         self._timer.clear()
-        limits = self._site.limits
-        status, problem = head_problem(event, self._seen, limits.max_header_bytes)
-        self._seen = b""
-        if status:
-            self._reject(status, problem)
+        self._current = current
+        self._answered = False
+        self._keep_alive = current.keep_alive
+        if not current.head_done:
+            assert current.error is not None
+            self._reject(*current.error)
             return
         self._started = self._loop.time()
         request = HttpRequest(
-            event.method.decode("ascii"), event.target.decode("latin-1"), list(event.headers), EMPTY
+            current.method.decode("ascii"), current.url.decode("latin-1"), current.headers, EMPTY
         )
         self._request = request
         self._counted = True
         self._site.begin_one()
-        length, chunked = body_framing(request.headers)
-        conn = self._conn
-        if length is None and not chunked:
-            # No body: h11 still owes us the EndOfMessage that completes the request.
-            if type(conn.next_event()) is not h11.EndOfMessage:
-                self._reject(400, "unexpected data after the request head")
-            else:
-                self._start(request)
+        length = current.length
+        if length is None and not current.chunked:
+            self._start(request)  # no body
             return
-        limit = limits.max_body_size
-        if length is not None and length > limit:
-            self._reject(413, f"request body of {length} bytes exceeds the limit of {limit} bytes")
-            return
-        if conn.they_are_waiting_for_100_continue:
-            self._write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+        if current.expect_continue and not current.size and not current.complete:
+            self._write(CONTINUE)
+        limits = self._site.limits
         if length is not None and length > limits.replay_buffer_size:
-            request.body = Body(b"", RequestBody(self, request, limit), length)
+            request.body = Body(b"", RequestBody(self, request, limits.max_body_size), length)
+            self._streaming = True
             self._start(request)
             return
         # Read up to the replay buffer before forwarding anything, so a body
         # that is malformed or too large within it never reaches the app.
         self._phase = _BODY
-        self._parts = []
-        self._size = 0
         self._advance_body()
 
     def _advance_body(self) -> None:
-        conn = self._conn
+        current = self._current
         request = self._request
-        assert request is not None
+        assert current is not None and request is not None
         limits = self._site.limits
-        try:
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    self._feed.expect()
-                    return
-                kind = type(event)
-                if kind is h11.Data:
-                    data = event.data  # type: ignore[union-attr]
-                    self._parts.append(data)
-                    self._size += len(data)
-                    if self._size > limits.max_body_size:
-                        self._reject(413, str(BodyTooLarge(limits.max_body_size)))
-                        return
-                    if self._size > limits.replay_buffer_size:  # chunked and large
-                        stream = RequestBody(self, request, limits.max_body_size, self._size)
-                        request.body = Body(b"".join(self._parts), stream, None)
-                        break
-                elif kind is h11.EndOfMessage:
-                    request.body = Body(b"".join(self._parts), None, self._size)
-                    break
-                else:
-                    raise h11.RemoteProtocolError(
-                        "connection closed in the middle of the request body"
-                    )
-        except h11.RemoteProtocolError as exc:
-            self._reject(400, str(exc))
+        if current.error is not None:
+            self._reject(*current.error)
             return
-        self._parts = []
+        parts = current.parts
+        if current.size > limits.replay_buffer_size:  # chunked and large
+            stream = RequestBody(self, request, limits.max_body_size, current.size)
+            request.body = Body(b"".join(parts), stream, None)
+            self._streaming = True
+        elif current.complete:
+            request.body = Body(b"".join(parts), None, current.size)
+        else:
+            self._feed.expect()
+            return
+        parts.clear()
         self._feed.pause()
         self._start(request)
 
-    async def next_body_event(self) -> h11.Data | None:
+    async def next_body_piece(self) -> bytes | None:
         """The next piece of a streamed request body (None at its end), waiting for
         the client as needed; reading stays paused while nobody asks."""
-        if self._phase == _CLOSED:
+        current = self._current
+        if self._phase == _CLOSED or current is None:
             raise ConnectionResetError("the client connection was lost")
-        return await self._feed.next_event(self._conn, self._resume_reading)
+        return await self._feed.next_piece(current, self._resume_reading)
 
     def _too_slow(self, reason: str) -> None:
         if self._phase == _BODY:
@@ -281,7 +258,7 @@ class ServerConnection(FlowProtocol):
                 received = len(body.head) if body.complete else (body.length or 0)
                 latency_ms = (self._loop.time() - self._started) * 1000
                 site.observe(request, response.status, latency_ms, received, sent)
-        except (OSError, h11.ProtocolError, BodyReadError, TetherError) as exc:
+        except (OSError, InvalidResponse, BodyReadError, TetherError) as exc:
             # The client went away, or the upstream broke mid-response after the
             # status line was sent: all that is left to do is close.
             log.debug("connection closed: %s", exc)
@@ -290,83 +267,105 @@ class ServerConnection(FlowProtocol):
         finally:
             self._task = None
             self._release()
-        conn = self._conn
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+        current = self._current
+        if self._keep_alive and current is not None and current.complete:
             self._next_cycle()
         else:
             self._end()
 
-    def _head_of(self, response: HttpResponse) -> bytes | None:
+    def _head_of(self, response: HttpResponse) -> AnswerHead | None:
         """The response head, or None when the response is not valid HTTP (answered 502)."""
+        current = self._current
+        assert current is not None
         try:
-            return response_head(self._conn, response)
-        except h11.LocalProtocolError as exc:
+            head = answer_head(
+                response, current.method == b"HEAD", current.http10, self._keep_alive
+            )
+        except InvalidResponse as exc:
             self._reject(502, f"invalid response from upstream: {exc}")
             return None
+        self._keep_alive = head.keep_alive
+        self._answered = True
+        return head
 
     def _respond_whole(self, response: HttpResponse) -> int:
-        head = self._head_of(response)
-        if head is None:
+        answer = self._head_of(response)
+        if answer is None:
             return -1
         data = response.body.head
-        self._writable().writelines(whole_response(self._conn, head, data))
+        transport = self._writable()
+        if answer.framing == NO_BODY or not data:
+            transport.write(answer.head)
+            return 0
+        if len(data) < _JOIN_BELOW:
+            transport.write(answer.head + data)
+        else:
+            transport.writelines([answer.head, data])
         return len(data)
 
     async def _respond_streamed(self, response: HttpResponse) -> int:
         body = response.body
-        head = self._head_of(response)
-        if head is None:
+        answer = self._head_of(response)
+        if answer is None:
             await close_body(body)
             return -1
-        conn = self._conn
+        framing = answer.framing
         sent = 0
         try:
-            self._write(head)
+            self._write(answer.head)
+            if framing == NO_BODY:
+                return 0
             async for chunk in body.chunks():
-                self._writable().writelines(body_piece(conn, chunk))
                 sent += len(chunk)
+                if framing == CHUNKED:
+                    self._writable().writelines(chunk_pieces(chunk))
+                else:
+                    if framing == LENGTH and sent > answer.length:
+                        raise InvalidResponse("more body than its Content-Length")
+                    self._writable().write(chunk)
                 if self._write_paused:
                     await self._drain()
-            self._write(conn.send(h11.EndOfMessage()))
+            if framing == CHUNKED:
+                self._write(LAST_CHUNK)
+            elif framing == LENGTH and sent != answer.length:
+                raise InvalidResponse("less body than its Content-Length")
         finally:
             await close_body(body)
         return sent
 
     def _reject(self, status: int, message: str) -> None:
         """Answer an error, then end the connection (lingering if the client may still send)."""
-        conn = self._conn
         transport = self._transport
-        if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE) and transport is not None:
-            with contextlib.suppress(h11.ProtocolError):
-                data = error_answer(conn, self._site.reject(status, message))
-                if not transport.is_closing():
-                    transport.write(data)
+        if not self._answered and transport is not None and not transport.is_closing():
+            current = self._current
+            head_request = current is not None and current.method == b"HEAD"
+            transport.write(error_answer(self._site.reject(status, message), head_request))
+            self._answered = True
+        self._keep_alive = False
         self._release()
         self._end()
 
     # -- connection life
 
     def _next_cycle(self) -> None:
-        self._conn.start_next_cycle()
         self._feed.reset()
         self._phase = _HEAD
         self._request = None
+        self._current = None
+        self._streaming = False
         self._timer.set(self._site.limits.header_timeout)
         if not self._eof:
             self._resume_reading()
-        self._advance_head()  # pipelined requests (or the client's EOF) may be in hand
+        self._advance()  # pipelined requests (or the client's EOF) may be in hand
 
     def _end(self) -> None:
         """Close; after an answer the client may not have read whole, linger first."""
         transport = self._transport
         if self._phase >= _LINGER or transport is None:
             return
-        if (
-            not may_still_send(self._conn)
-            or self._eof
-            or transport.is_closing()
-            or not transport.can_write_eof()
-        ):
+        current = self._current
+        done_sending = current is not None and current.complete and self._reader.idle
+        if done_sending or self._eof or transport.is_closing() or not transport.can_write_eof():
             self.close()
             return
         # Half-close after our answer (the transport sends what is buffered first),

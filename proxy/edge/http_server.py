@@ -1,10 +1,12 @@
-"""The HTTP/1.1 API server: ``asyncio.Protocol`` connections driving ``h11``.
+"""The HTTP/1.1 API server: ``asyncio.Protocol`` connections feeding llhttp (httptools).
 
 Framing and limits are enforced before any handler runs, so a malformed or
 oversized request never reaches the pipeline (and so never the app):
 CL+TE together, TE on HTTP/1.0, duplicate Host, bad chunking -> 400 and close;
-an over-long request line -> 414; oversized headers -> 431; a body over the
-limit -> 413 and close; slow headers -> connection closed.
+a Transfer-Encoding other than chunked, a method llhttp does not know -> 501;
+an HTTP version other than 1.0 and 1.1 -> 505; an over-long request line -> 414;
+oversized headers -> 431; a body over the limit -> 413 and close; slow headers ->
+connection closed.
 
 The server knows no API's error wording: the wiring gives it a ``Reject`` that
 turns a status and a reason into the body of an error answer (Dapr's JSON on
