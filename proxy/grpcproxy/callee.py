@@ -5,13 +5,11 @@ app's own gRPC server, both ways, message by message."""
 
 from __future__ import annotations
 
-import logging
 import ssl
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from proxy.app.health import AppHealthState
 from proxy.grpcproxy import metadata as md
 from proxy.grpcproxy.relay import (
     Requests,
@@ -26,7 +24,7 @@ from proxy.grpcproxy.relay import (
 from proxy.grpcwire.client import Channel, ClientSettings, ClientStream, RpcError
 from proxy.grpcwire.handlers import RpcMethod, raw_stream_stream
 from proxy.grpcwire.server_call import ServerCall
-from proxy.hop.access_control import NO_VERB, AccessControl, denied_message
+from proxy.hop.access_control import NO_VERB
 from proxy.hop.callee import Callee
 from proxy.hop.header_rules import CallerIdentity
 from proxy.hop.wire import peer_identity
@@ -38,7 +36,6 @@ from proxy.observability.tracer import Tracer
 if TYPE_CHECKING:
     from proxy.observability.metrics import Metrics
 
-log = logging.getLogger("tether.grpcproxy")
 
 GRPC_PROTOCOLS = frozenset({"grpc", "grpcs"})
 
@@ -81,9 +78,8 @@ class AppRelay:
         tracer: Tracer | None = None,
     ) -> None:
         self._app = app
-        # As the sidecar's Callee has them (judge_as): None, every caller may call.
-        self._access: AccessControl | None = None
-        self._health: AppHealthState | None = None
+        # The sidecar's Callee, for its access control and app health (judge_as).
+        self._callee: Callee | None = None
         self._metrics = metrics
         self._tracer = tracer
         self._channel: Channel | None = None
@@ -94,8 +90,7 @@ class AppRelay:
 
     def judge_as(self, callee: Callee) -> None:
         """Access control and app health as the callee applies them to invocations."""
-        self._access = callee.access_control
-        self._health = callee.health
+        self._callee = callee
 
     def unknown_method(
         self, path: bytes, headers: list[tuple[bytes, bytes]]
@@ -113,7 +108,8 @@ class AppRelay:
             raise AppUnusable(
                 "UNAVAILABLE", f"app {app.app_id} has no app port: nothing to proxy the call to"
             )
-        if self._health is not None and not self._health.healthy:
+        health = self._callee.health if self._callee is not None else None
+        if health is not None and not health.healthy:
             raise AppUnusable("INTERNAL", "app is not in a healthy state")
         if self._channel is None:
             raise AppUnusable(
@@ -177,19 +173,15 @@ class AppRelay:
             stop(stream, writer)
 
     def _check_access(self, caller: CallerIdentity | None, path: str, call: ServerCall) -> None:
-        access = self._access
-        if access is None:
+        callee = self._callee
+        access = callee.access_control if callee is not None else None
+        if callee is None or access is None:
             return
+        # The full method as gRPC servers route it: never percent-decoded.
         decision = access.check(caller, path, NO_VERB)
-        if self._metrics is not None:
-            who = caller or CallerIdentity("", "")
-            self._metrics.acl_decision(
-                decision.by, decision.allowed, who.app_id, who.trust_domain, who.namespace
-            )
-        if not decision.allowed:
-            message = denied_message(caller, path, NO_VERB)
-            log.debug("%s", message)
-            call.abort("PERMISSION_DENIED", message)
+        refused = callee.access_refusal(caller, path, NO_VERB, decision)
+        if refused is not None:
+            call.abort("PERMISSION_DENIED", refused)
 
     def close(self) -> None:
         if self._channel is not None:

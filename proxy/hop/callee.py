@@ -19,7 +19,7 @@ from proxy.core.body import Body, BodyReadError, BodyTooLarge
 from proxy.core.errors import AppChannelError, CallRejected, InvalidMethod, StreamProtocolError
 from proxy.core.grpc_status import GRPC_CODE_NAMES
 from proxy.core.method_path import normalize_method
-from proxy.hop.access_control import NO_VERB, AccessControl, denied_message
+from proxy.hop.access_control import NO_VERB, AccessControl, Decision, denied_message
 from proxy.hop.grpc_app_rules import app_metadata, fill_grpc_head
 from proxy.hop.header_rules import (
     CALLER_APP_ID,
@@ -298,16 +298,25 @@ class Callee:
             if message.HasField("http_extension")
             else NO_VERB
         )
-        decision = access.judge(caller, method, verb)
+        refused = self.access_refusal(caller, method, verb, access.judge(caller, method, verb))
+        if refused is not None:
+            raise CallRejected("PERMISSION_DENIED", refused)
+
+    def access_refusal(
+        self, caller: CallerIdentity | None, operation: str, verb: str, decision: Decision
+    ) -> str | None:
+        """Count an access-control decision (``dapr_runtime_acl_*``); when it denies,
+        the refusal's words, as daprd logs and answers them."""
         if self.metrics is not None:
             who = caller or CallerIdentity("", "")
             self.metrics.acl_decision(
                 decision.by, decision.allowed, who.app_id, who.trust_domain, who.namespace
             )
-        if not decision.allowed:
-            message_text = denied_message(caller, method, verb)
-            log.debug("%s", message_text)
-            raise CallRejected("PERMISSION_DENIED", message_text)
+        if decision.allowed:
+            return None
+        refused = denied_message(caller, operation, verb)
+        log.debug("%s", refused)
+        return refused
 
 
 def _claimed_caller(request: internals_pb2.InternalInvokeRequest) -> str:
