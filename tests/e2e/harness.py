@@ -160,6 +160,27 @@ class Cluster:
         assert result.returncode == 0, result.stderr
         return target
 
+    def client_results(
+        self, argv: list[str], env: dict[str, str], timeout: float, cwd: Path | None = None
+    ) -> list[dict[str, object]]:
+        """Run a client that prints a JSON list of its results, and return them; the test
+        fails with its stderr when it fails, and it is killed if it outlasts ``timeout``."""
+        process = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        self.processes.append(process)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+            problem = f"{argv[1]} did not finish within {timeout:.0f}s: {stderr!r}"
+            raise AssertionError(problem) from None
+        assert process.returncode == 0, stderr.decode(errors="replace")
+        results = json.loads(stdout)
+        assert isinstance(results, list)
+        return results
+
     def app(self, name: str = "app", script: str = "echo_app.py") -> App:
         port = free_port()
         log_path = self.root / f"{name}-{port}.jsonl"

@@ -87,24 +87,8 @@ def run_js(
     env = {k: v for k, v in cluster.env.items() if not k.startswith("DAPR_")}
     if token is not None:
         env["DAPR_API_TOKEN"] = token  # the SDK's own default for daprApiToken
-    process = subprocess.Popen(
-        ["node", str(JS_DIR / "caller.js"), str(sidecar.grpc_port), app_id, *steps],
-        cwd=JS_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    cluster.processes.append(process)
-    try:
-        stdout, stderr = process.communicate(timeout=NODE_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        stdout, stderr = process.communicate()
-        problem = f"node did not finish within {NODE_TIMEOUT:.0f}s: {stderr!r}"
-        raise AssertionError(problem) from None
-    assert process.returncode == 0, stderr.decode(errors="replace")
-    results = json.loads(stdout)
-    assert isinstance(results, list)
+    argv = ["node", str(JS_DIR / "caller.js"), str(sidecar.grpc_port), app_id, *steps]
+    results = cluster.client_results(argv, env, NODE_TIMEOUT, cwd=JS_DIR)
     assert [r["step"] for r in results] == list(steps)
     return results
 

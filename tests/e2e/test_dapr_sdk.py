@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import subprocess
 import sys
 
 import pytest
@@ -42,17 +41,8 @@ def run_sdk(
         env.pop(name, None)
     if token is not None:
         env["DAPR_API_TOKEN"] = token
-    process = subprocess.Popen(
-        [sys.executable, str(APPS / "sdk_caller.py"), app_id, *methods],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    cluster.processes.append(process)
-    stdout, stderr = process.communicate(timeout=SDK_TIMEOUT)
-    assert process.returncode == 0, stderr.decode(errors="replace")
-    results = json.loads(stdout)
-    assert isinstance(results, list)
+    argv = [sys.executable, str(APPS / "sdk_caller.py"), app_id, *methods]
+    results = cluster.client_results(argv, env, SDK_TIMEOUT)
     assert [r["method"] for r in results] == list(methods)
     return results
 

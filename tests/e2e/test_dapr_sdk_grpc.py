@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import subprocess
 import sys
 
 import pytest
@@ -42,17 +41,8 @@ def run_sdk_grpc(
         env.pop(name, None)
     if token is not None:
         env["DAPR_API_TOKEN"] = token
-    process = subprocess.Popen(
-        [sys.executable, str(APPS / "sdk_grpc_caller.py"), app_id, *steps],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    cluster.processes.append(process)
-    stdout, stderr = process.communicate(timeout=SDK_TIMEOUT)
-    assert process.returncode == 0, stderr.decode(errors="replace")
-    results = json.loads(stdout)
-    assert isinstance(results, list)
+    argv = [sys.executable, str(APPS / "sdk_grpc_caller.py"), app_id, *steps]
+    results = cluster.client_results(argv, env, SDK_TIMEOUT)
     assert [r["step"] for r in results] == list(steps)
     return results
 

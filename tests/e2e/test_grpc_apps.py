@@ -68,17 +68,9 @@ def call_with_sdk(
     }
     for name in ("DAPR_HTTP_ENDPOINT", "DAPR_GRPC_ENDPOINT", "DAPR_API_TOKEN"):
         env.pop(name, None)
-    process = subprocess.Popen(
-        [sys.executable, str(APPS / "sdk_grpc_app_caller.py"), "orders", *steps],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    cluster.processes.append(process)
-    stdout, stderr = process.communicate(timeout=SDK_TIMEOUT)
-    assert process.returncode == 0, stderr.decode(errors="replace")
-    results = json.loads(stdout)
-    assert isinstance(results, list) and len(results) == len(steps)
+    argv = [sys.executable, str(APPS / "sdk_grpc_app_caller.py"), "orders", *steps]
+    results = cluster.client_results(argv, env, SDK_TIMEOUT)
+    assert len(results) == len(steps)
     return results
 
 
