@@ -8,7 +8,6 @@ app whose protocol is http, the API token, access control."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -57,16 +56,6 @@ class Greeter:
         self.chat = channel.stream_stream(SERVICE + "Chat", **text)
         self.fail = channel.unary_unary(SERVICE + "Fail", **text)
         self.wait = channel.unary_unary(SERVICE + "Wait", **text)
-
-
-@pytest.fixture
-def channels() -> Iterator[list[grpc.Channel]]:
-    opened: list[grpc.Channel] = []
-    try:
-        yield opened
-    finally:
-        for channel in opened:
-            channel.close()
 
 
 def greeter_via(sidecar: Sidecar, channels: list[grpc.Channel]) -> Greeter:

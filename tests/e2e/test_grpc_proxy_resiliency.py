@@ -5,7 +5,6 @@ the stream's set-up. Counted at the app (tests/e2e/apps/greeter.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -37,16 +36,6 @@ spec:
     apps:
       greeter: {timeout: short, retry: unavailable}
 """
-
-
-@pytest.fixture
-def channels() -> Iterator[list[grpc.Channel]]:
-    opened: list[grpc.Channel] = []
-    try:
-        yield opened
-    finally:
-        for channel in opened:
-            channel.close()
 
 
 def start(cluster: Cluster, channels: list[grpc.Channel]) -> tuple[App, grpc.Channel]:
