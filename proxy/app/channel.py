@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING
 from proxy.app.connection import AppConnection, EmptyResponse
 from proxy.app.http1_framing import (
     CHUNKED_LINE,
-    LAST_CHUNK,
     AppProtocolError,
-    chunk,
     content_length_line,
     request_head,
 )
 from proxy.core.body import CHUNK_SIZE, Body
 from proxy.core.errors import AppChannelError
+from proxy.core.http1 import LAST_CHUNK, chunk
 
 if TYPE_CHECKING:
     # Types only: the gRPC client loads only in sidecars whose app speaks gRPC.

@@ -14,14 +14,9 @@ import asyncio
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
-from proxy.app.http1_framing import (
-    MAX_HEAD_BYTES,
-    NO_BODY,
-    UNTIL_CLOSE,
-    AppProtocolError,
-    response_framing,
-)
+from proxy.app.http1_framing import MAX_HEAD_BYTES, AppProtocolError, response_framing
 from proxy.core.flow import FlowProtocol
+from proxy.core.http1 import NO_BODY, UNTIL_CLOSE
 
 Headers = list[tuple[bytes, bytes]]
 

@@ -9,19 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from proxy.core.errors import AppChannelError
+from proxy.core.http1 import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, connection_options
 
 Headers = Sequence[tuple[bytes, bytes]]
 
 # A response head (status line and fields, or trailers) may not exceed this.
 MAX_HEAD_BYTES = 64 * 1024
-
-# How a response body is delimited (RFC 9112 section 6.3).
-NO_BODY = 0
-LENGTH = 1  # Content-Length
-CHUNKED = 2  # Transfer-Encoding: chunked
-UNTIL_CLOSE = 3  # neither: the body runs to the end of the connection
-
-LAST_CHUNK = b"0\r\n\r\n"
 
 # RFC 9110 tchar: what a method or a field name may be made of.
 _TOKEN_BYTES = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -84,18 +77,6 @@ def content_length_line(length: int) -> bytes:
 CHUNKED_LINE = b"transfer-encoding: chunked\r\n"
 
 
-def chunk(data: bytes) -> tuple[bytes, ...]:
-    """One piece of a chunked body, as pieces to write (``data`` is not copied). An
-    empty piece frames to nothing: a zero-size chunk would end the body."""
-    if not data:
-        return ()
-    return (b"%x\r\n" % len(data), data, b"\r\n")
-
-
-def _tokens(value: bytes) -> list[bytes]:
-    return [token for token in (part.strip(b" \t").lower() for part in value.split(b",")) if token]
-
-
 def response_framing(
     status: int, version: str, head_request: bool, headers: Headers
 ) -> tuple[int, int | None, bool]:
@@ -110,7 +91,7 @@ def response_framing(
     """
     length: int | None = None
     codings: bytes | None = None
-    connection = b""
+    connection: list[bytes] = []
     for name, value in headers:
         if name == b"content-length":
             if length is None:
@@ -118,18 +99,19 @@ def response_framing(
         elif name == b"transfer-encoding":
             codings = value if codings is None else codings + b"," + value
         elif name == b"connection":
-            connection = connection + b"," + value if connection else value
+            connection.append(value)
     if head_request or status < 200 or status in (204, 304):
         framing = NO_BODY  # whatever the fields announce, nothing follows the head
     elif codings is not None:
-        if _tokens(codings) != [b"chunked"]:
+        listed = [coding.strip(b" \t").lower() for coding in codings.split(b",")]
+        if [coding for coding in listed if coding] != [b"chunked"]:
             raise AppProtocolError(f"unsupported Transfer-Encoding {codings.decode('latin-1')!r}")
         framing = CHUNKED
     elif length is not None:
         framing = LENGTH
     else:
         framing = UNTIL_CLOSE
-    options = _tokens(connection) if connection else []
+    options = connection_options(connection)
     if framing == UNTIL_CLOSE or b"close" in options:
         keep_alive = False
     elif version == "1.1":

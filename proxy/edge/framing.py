@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from httptools import HttpParserError
 
+from proxy.core.http1 import connection_options
+
 # The token characters (RFC 9110 §5.6.2) a method is made of.
 _TOKEN_PREFIX = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]*")
 # A longer method is not waited for to its end.
@@ -39,7 +41,7 @@ def judge_head(version: str, headers: list[tuple[bytes, bytes]]) -> HeadVerdict:
         return verdict
     hosts = 0
     coding: bytes | None = None
-    close = keep_alive = False
+    options: list[bytes] = []
     for name, value in headers:
         if name == b"content-length":
             verdict.length = int(value)  # llhttp let only digits (and one header) through
@@ -48,14 +50,12 @@ def judge_head(version: str, headers: list[tuple[bytes, bytes]]) -> HeadVerdict:
         elif name == b"transfer-encoding":
             coding = value
         elif name == b"connection":
-            for token in value.lower().split(b","):
-                token = token.strip()
-                close = close or token == b"close"
-                keep_alive = keep_alive or token == b"keep-alive"
+            options.append(value)
         elif name == b"expect":
             verdict.expect_continue = value.strip().lower() == b"100-continue"
     http10 = version == "1.0"
-    verdict.keep_alive = not close and (keep_alive or not http10)
+    listed = connection_options(options)
+    verdict.keep_alive = b"close" not in listed and (b"keep-alive" in listed or not http10)
     verdict.expect_continue = verdict.expect_continue and not http10
     if coding is not None:
         if verdict.length is not None:

@@ -8,13 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from proxy.core.http1 import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, connection_options
 from proxy.edge.http_messages import REASONS, ErrorBody, HttpResponse
-
-# How the body after a head is framed.
-NO_BODY = 0  # HEAD, 1xx, 204, 304: nothing follows the head
-LENGTH = 1  # exactly ``length`` bytes (declared by Content-Length)
-CHUNKED = 2  # chunks, then the last chunk
-UNTIL_CLOSE = 3  # to an HTTP/1.0 client: the body ends when the connection does
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 # Control bytes other than tab; CR and LF would split the response (pitfalls D.8).
@@ -22,7 +17,6 @@ _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _DIGITS = re.compile(rb"[0-9]{1,18}\Z")
 # Headers the server decides itself: the handler's copies are dropped.
 _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection", b"keep-alive"))
-LAST_CHUNK = b"0\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -61,7 +55,7 @@ def answer_head(
                 if not _DIGITS.match(value) or (declared is not None and value != declared):
                     raise InvalidResponse(f"Content-Length {value!r}")
                 declared = value
-            elif lowered == b"connection" and b"close" in value.lower():
+            elif lowered == b"connection" and b"close" in connection_options((value,)):
                 keep_alive = False
             continue
         lines += (name, b": ", value, b"\r\n")
@@ -92,11 +86,6 @@ def answer_head(
     else:
         lines.append(b"\r\n")
     return AnswerHead(b"".join(lines), framing, length, keep_alive)
-
-
-def chunk_pieces(chunk: bytes) -> list[bytes]:
-    """One chunk of a chunked body, the data passed through, not copied."""
-    return [b"%x\r\n" % len(chunk), chunk, b"\r\n"]
 
 
 def error_answer(error: ErrorBody, head_request: bool) -> bytes:

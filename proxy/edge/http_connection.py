@@ -20,18 +20,14 @@ import logging
 from proxy.core.body import CHUNK_SIZE, EMPTY, Body, BodyReadError, BodyTooLarge, close_body
 from proxy.core.errors import TetherError
 from proxy.core.flow import FlowProtocol
+from proxy.core.http1 import CHUNKED, LAST_CHUNK, LENGTH, NO_BODY, chunk
 from proxy.edge.body_feed import BodyFeed
 from proxy.edge.body_pace import BodyTimedOut
 from proxy.edge.http_answer import (
-    CHUNKED,
     CONTINUE,
-    LAST_CHUNK,
-    LENGTH,
-    NO_BODY,
     AnswerHead,
     InvalidResponse,
     answer_head,
-    chunk_pieces,
     error_answer,
 )
 from proxy.edge.http_body import RequestBody
@@ -315,14 +311,14 @@ class ServerConnection(FlowProtocol):
             self._write(answer.head)
             if framing == NO_BODY:
                 return 0
-            async for chunk in body.chunks():
-                sent += len(chunk)
+            async for piece in body.chunks():
+                sent += len(piece)
                 if framing == CHUNKED:
-                    self._writable().writelines(chunk_pieces(chunk))
+                    self._writable().writelines(chunk(piece))
                 else:
                     if framing == LENGTH and sent > answer.length:
                         raise InvalidResponse("more body than its Content-Length")
-                    self._writable().write(chunk)
+                    self._writable().write(piece)
                 if self._write_paused:
                     await self._drain()
             if framing == CHUNKED:

@@ -8,19 +8,14 @@ import h11
 import pytest
 
 from proxy.app.http1_framing import (
-    CHUNKED,
     CHUNKED_LINE,
-    LAST_CHUNK,
-    LENGTH,
-    NO_BODY,
-    UNTIL_CLOSE,
     AppProtocolError,
-    chunk,
     content_length_line,
     request_head,
     response_framing,
 )
 from proxy.core.errors import AppChannelError
+from proxy.core.http1 import CHUNKED, LAST_CHUNK, LENGTH, NO_BODY, UNTIL_CLOSE
 
 HOST = b"127.0.0.1:3000"
 
@@ -103,15 +98,6 @@ def test_a_request_line_that_cannot_be_written_is_refused(verb: str, target: str
 def test_obs_text_in_a_value_passes_through() -> None:
     head = request_head("GET", "/", HOST, [(b"x-name", "café".encode("latin-1"))], b"")
     assert b"x-name: caf\xe9\r\n" in head
-
-
-def test_chunks_frame_in_hex_and_pass_the_data_through() -> None:
-    data = b"x" * 300
-    framed = chunk(data)
-    assert framed == (b"12c\r\n", data, b"\r\n")
-    assert framed[1] is data
-    assert chunk(b"") == ()  # a zero-size chunk would end the body
-    assert LAST_CHUNK == b"0\r\n\r\n"
 
 
 def test_content_length_line() -> None:

@@ -9,16 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from proxy.core.body import Body
-from proxy.edge.http_answer import (
-    CHUNKED,
-    LENGTH,
-    NO_BODY,
-    UNTIL_CLOSE,
-    InvalidResponse,
-    answer_head,
-    chunk_pieces,
-    error_answer,
-)
+from proxy.core.http1 import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE
+from proxy.edge.http_answer import InvalidResponse, answer_head, error_answer
 from proxy.edge.http_messages import REASONS, HttpResponse, PlainError
 
 CT = (b"content-type", b"text/plain")
@@ -136,12 +128,6 @@ def test_invalid_responses_are_refused(response: HttpResponse) -> None:
 def test_tab_and_high_bytes_stay_allowed_in_values() -> None:
     answer = answer_head(whole(b"", (b"x-a", b"a\tb \x80\xff")), False, False, True)
     assert b"x-a: a\tb \x80\xff" in lines(answer.head)
-
-
-def test_chunk_pieces_pass_the_data_through() -> None:
-    data = b"x" * 300
-    pieces = chunk_pieces(data)
-    assert pieces[0] == b"12c\r\n" and pieces[1] is data and pieces[2] == b"\r\n"
 
 
 def test_error_answer_closes_and_omits_the_body_for_head() -> None:
