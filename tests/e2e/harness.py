@@ -43,10 +43,36 @@ def wait_until(condition: Callable[[], T], what: str, timeout: float = WAIT_TIME
         time.sleep(_POLL)
 
 
+def _ephemeral_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Ports the tests hand out come from below the kernel's ephemeral range. A port
+# taken with bind(0) and released could otherwise be handed again by the kernel
+# to a sidecar that binds 0 itself (its internal gRPC port by default) before
+# the process it was meant for binds it: the test then talks to the wrong server.
+_PORT_CEILING = _ephemeral_floor()
+_PORT_FLOOR = max(1024, _PORT_CEILING - 12000)
+_next_port = _PORT_FLOOR + (os.getpid() * 7) % (_PORT_CEILING - _PORT_FLOOR)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on, never handed out twice by one test run."""
+    global _next_port
+    span = _PORT_CEILING - _PORT_FLOOR
+    for _ in range(span):
+        port = _next_port
+        _next_port = _PORT_FLOOR + (_next_port + 1 - _PORT_FLOOR) % span
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port in {_PORT_FLOOR}-{_PORT_CEILING - 1}")
 
 
 def tether_command() -> list[str]:

@@ -27,16 +27,11 @@ from proxy.edge.http_server import (
     Reject,
     plain_reject,
 )
+from tests.e2e.harness import free_port
 
 HOST = "127.0.0.1"
 # Upper bound for any single wait on the server; never asserted as a duration.
 WAIT = 5.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -87,7 +82,7 @@ async def _with_server(
     reject: Reject = plain_reject,
 ) -> None:
     server = HttpServer(handler, limits, reject=reject)
-    port = _free_port()
+    port = free_port()
     await server.listen([HOST], port)
     try:
         await scenario(server, port)
@@ -274,7 +269,7 @@ def test_stop_waits_for_the_request_in_flight() -> None:
             return HttpResponse(200, [(b"content-type", b"text/plain")], Body(b"finished"))
 
         server = HttpServer(slow_handler, HttpLimits())
-        port = _free_port()
+        port = free_port()
         await server.listen([HOST], port)
         stopper: asyncio.Task[None] | None = None
         try:

@@ -16,6 +16,7 @@ import h11
 
 from proxy.core.body import Body
 from proxy.edge.http_server import HttpLimits, HttpRequest, HttpResponse, HttpServer
+from tests.e2e.harness import free_port
 
 HOST = "127.0.0.1"
 # Upper bound for any single wait; never asserted as a duration.
@@ -24,19 +25,13 @@ MiB = 1024 * 1024
 PIECE = b"x" * (64 * 1024)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 async def _with_server(
     handler: Callable[[HttpRequest], Awaitable[HttpResponse]],
     limits: HttpLimits,
     scenario: Callable[[int], Awaitable[None]],
 ) -> None:
     server = HttpServer(handler, limits)
-    port = _free_port()
+    port = free_port()
     await server.listen([HOST], port)
     try:
         await asyncio.wait_for(scenario(port), 60)
