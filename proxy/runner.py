@@ -1,7 +1,8 @@
 """``tether run``: a sidecar and the app beside it, started and stopped together.
 
 The sidecar starts first (as ``tether sidecar`` in a child process) and the
-app only once ``/v1.0/healthz/outbound`` answers 204, with ``DAPR_HTTP_PORT``,
+app only once the sidecar says it is ready (``proxy.ready_signal``; with
+``--workers``, once every worker is), with ``DAPR_HTTP_PORT``,
 ``DAPR_GRPC_PORT`` (the Dapr gRPC API's port: ``--dapr-grpc-port``, else a free one,
 as ``dapr run`` chooses) and ``APP_ID`` set.
 SIGINT/SIGTERM go to both; when the app exits the sidecar is drained, and when
@@ -11,7 +12,6 @@ the sidecar dies the app is stopped.
 from __future__ import annotations
 
 import fcntl
-import http.client
 import os
 import signal
 import socket
@@ -23,6 +23,7 @@ from types import FrameType
 
 from proxy.config.settings import SidecarSettings
 from proxy.core.errors import TetherError
+from proxy.ready_signal import ReadyPipe
 
 _READY_TIMEOUT = 30.0
 _POLL = 0.05
@@ -45,18 +46,6 @@ def ensure_local_ca(settings: SidecarSettings) -> None:
         files = create_authority(settings.trust_domain, datetime.now(UTC))
         write_authority(directory, files)
     print(f"tether: created a local CA in {directory}", file=sys.stderr)
-
-
-def _healthy(port: int) -> bool:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-    try:
-        # Outbound readiness does not depend on the app, which is not started yet.
-        connection.request("GET", "/v1.0/healthz/outbound")
-        return connection.getresponse().status == 204
-    except OSError:
-        return False
-    finally:
-        connection.close()
 
 
 def _free_port(host: str) -> int:
@@ -92,7 +81,15 @@ def run_with_app(sidecar_flags: list[str], command: list[str], settings: Sidecar
         flags.append(f"--dapr-grpc-port={grpc_port}")
     if not any(f.startswith("--metrics-listen-address") for f in flags):
         flags.append(f"--metrics-listen-address={settings.metrics_listen_address}")
-    sidecar = subprocess.Popen([sys.executable, "-m", "proxy", "sidecar", *flags])
+    ready = ReadyPipe()
+    try:
+        sidecar = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "sidecar", *flags],
+            env=ready.child_env(dict(os.environ)),
+            pass_fds=(ready.write_fd,),
+        )
+    finally:
+        ready.started()
     grace = settings.graceful_shutdown_seconds + 2
     received: list[int] = []
 
@@ -103,15 +100,15 @@ def run_with_app(sidecar_flags: list[str], command: list[str], settings: Sidecar
     app: subprocess.Popen[bytes] | None = None
     try:
         deadline = time.monotonic() + _READY_TIMEOUT
-        while not _healthy(settings.http_port):
-            if sidecar.poll() is not None:
-                raise TetherError(f"the sidecar exited with status {sidecar.returncode}")
+        while not (said := ready.wait(_POLL)):
+            if said is False or sidecar.poll() is not None:
+                # Closing the pipe without a word means it is exiting.
+                raise TetherError(f"the sidecar exited with status {_stop(sidecar, grace)}")
             if received or time.monotonic() > deadline:
                 _stop(sidecar, grace)
                 if received:
                     return 130
                 raise TetherError(f"the sidecar was not ready within {_READY_TIMEOUT:.0f}s")
-            time.sleep(_POLL)
         env = dict(os.environ)
         env.update(DAPR_HTTP_PORT=str(settings.http_port), APP_ID=settings.app_id)
         env["DAPR_GRPC_PORT"] = str(grpc_port)
@@ -138,6 +135,7 @@ def run_with_app(sidecar_flags: list[str], command: list[str], settings: Sidecar
                 return 1
             time.sleep(_POLL)
     finally:
+        ready.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if app is not None and app.poll() is None:

@@ -50,6 +50,7 @@ from proxy.hop.peer_identity import accepted_trust_domains, caller_identifier
 from proxy.hop.request_builder import Locality
 from proxy.observability.loop_lag import LoopLagTimer
 from proxy.observability.tracer import Tracer
+from proxy.ready_signal import announce_ready
 from resiliency import BreakerState, ResiliencyConfig, ResiliencyEngine
 
 if TYPE_CHECKING:
@@ -197,12 +198,6 @@ class Sidecar:
             observer,
             reject=dapr_errors.rejected,
         )
-        try:
-            await self._http.listen(list(s.listen_addresses), s.http_port, reuse_port=s.reuse_port)
-        except OSError as exc:
-            raise StartupError(
-                f"cannot listen on HTTP port {s.http_port}: {exc.strerror or exc}"
-            ) from exc
         if s.grpc_port is not None:
             await self._start_dapr_api(invoker)
         if metrics is not None:
@@ -225,7 +220,15 @@ class Sidecar:
         if credentials is not None:
             credentials.on_renewed(self._client.rotate)
             credentials.start_renewing()
+        # The HTTP API listens last, ready: a worker joins the shared port (SO_REUSEPORT)
+        # only once it can serve, so no caller meets one that is still starting.
         self._ready = True
+        try:
+            await self._http.listen(list(s.listen_addresses), s.http_port, reuse_port=s.reuse_port)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on HTTP port {s.http_port}: {exc.strerror or exc}"
+            ) from exc
         log.log(  # a worker's supervisor logs the one "ready" line for all of them
             logging.DEBUG if s.worker else logging.INFO,
             "tether sidecar %s ready: HTTP API on %s:%d, internal gRPC on %s:%d (mTLS %s)%s",
@@ -383,6 +386,7 @@ async def run_sidecar(settings: SidecarSettings) -> None:
         loop.add_signal_handler(sig, sidecar.request_shutdown)
     try:
         await sidecar.start()
+        announce_ready()
         # Everything built at start-up (modules, protobuf descriptors, servers)
         # lives as long as the process: keep it out of the collector's scans.
         # Measured: about 5-8% less CPU per call and shorter latency tails.

@@ -34,6 +34,7 @@ from proxy import worker_channel
 from proxy.config.settings import SidecarSettings, WorkerRole
 from proxy.core.errors import TetherError
 from proxy.edge.http_server import HttpServer
+from proxy.ready_signal import announce_ready
 from proxy.worker_ports import claim_ports
 
 log = logging.getLogger("tether.supervisor")
@@ -135,6 +136,7 @@ class Supervisor:
                 "on" if s.enable_mtls else "off",
                 f", gRPC API on port {s.grpc_port}" if s.grpc_port is not None else "",
             )
+            announce_ready()
         try:
             await asyncio.gather(*slots)
         finally:

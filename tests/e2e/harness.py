@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -54,24 +55,25 @@ def _ephemeral_floor() -> int:
 # taken with bind(0) and released could otherwise be handed again by the kernel
 # to a sidecar that binds 0 itself (its internal gRPC port by default) before
 # the process it was meant for binds it: the test then talks to the wrong server.
+# Chosen at random, so that test runs side by side rarely meet.
 _PORT_CEILING = _ephemeral_floor()
-_PORT_FLOOR = max(1024, _PORT_CEILING - 12000)
-_next_port = _PORT_FLOOR + (os.getpid() * 7) % (_PORT_CEILING - _PORT_FLOOR)
+_PORT_FLOOR = max(1024, _PORT_CEILING - 16000)
+_handed_out: set[int] = set()
 
 
 def free_port() -> int:
-    """A loopback port nothing listens on, never handed out twice by one test run."""
-    global _next_port
-    span = _PORT_CEILING - _PORT_FLOOR
-    for _ in range(span):
-        port = _next_port
-        _next_port = _PORT_FLOOR + (_next_port + 1 - _PORT_FLOOR) % span
+    """A loopback port nothing listens on, not handed out before in this test run."""
+    for _ in range(1000):
+        port = random.randrange(_PORT_FLOOR, _PORT_CEILING)
+        if port in _handed_out:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _handed_out.add(port)
+        return port
     raise RuntimeError(f"no free loopback port in {_PORT_FLOOR}-{_PORT_CEILING - 1}")
 
 
