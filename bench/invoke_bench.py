@@ -1,4 +1,5 @@
-"""Direct app calls versus calls through a pair of tether sidecars and a pair of nginx.
+"""Direct app calls versus calls through a pair of tether sidecars, a pair of nginx and
+the thinnest Python proxy pair.
 
 ``python -m bench.invoke_bench`` starts, all on 127.0.0.1 and under a throw-away
 HOME (so ``~/.tether`` holds only this run's registry and certificates):
@@ -8,9 +9,12 @@ HOME (so ``~/.tether`` holds only this run's registry and certificates):
 * ``tether sidecar --app-id checkout --enable-mtls`` (the caller),
 * the reference pair (``bench.nginx_pair``): nginx A -> TLS with a client certificate
   -> nginx B -> app, one worker each; skipped, with a note, when nginx is not installed,
+* the Python floor pair (``bench.floor_proxy``; ``--no-floor`` leaves it out): the same
+  hop on uvloop, ``ssl`` and llhttp with nothing else, to show what any Python proxy
+  of this design pays,
 
 then drives ``bench.loadgen`` (its own process) against each target (direct, tether,
-nginx) at a fixed rate and at saturation. Per run it prints latency percentiles, the
+nginx, floor) at a fixed rate and at saturation. Per run it prints latency percentiles, the
 latency each pair adds, throughput, errors, CPU per request of each proxy from
 ``/proc/<pid>/stat`` sampled around exactly the measured window, and each proxy's
 resident memory. ``--runs N`` repeats the whole run with fresh proxies, then prints
@@ -34,8 +38,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench import report
+from bench.floor_proxy import start_pair as start_floor_pair
 from bench.measure import BODY_SIZE, run_scenario
-from bench.nginx_pair import find_nginx, start_pair
+from bench.nginx_pair import find_nginx, start_pair, write_certs
 from bench.procs import (
     REPO,
     Proc,
@@ -82,7 +87,8 @@ def wait_workers(proc: Proc, workers: int) -> str | None:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.invoke_bench",
-        description="Direct calls versus calls through a tether sidecar pair and an nginx pair.",
+        description="Direct calls versus calls through a tether sidecar pair, an nginx pair "
+        "and the thinnest Python proxy pair.",
     )
     add = parser.add_argument
     add("--duration", type=float, default=20.0, help="fixed-rate measured seconds (20)")
@@ -93,6 +99,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--connections", type=int, default=16, help="keep-alive connections (16)")
     add("--runs", type=int, default=1, help="repeat with fresh proxies; print medians (1)")
     add("--no-nginx", action="store_true", help="leave the nginx pair out")
+    add("--no-floor", action="store_true",
+        help="leave out the Python floor pair (bench.floor_proxy)")  # fmt: skip
     add("--no-mtls", action="store_true", help="sidecars with --enable-mtls=false, nginx plain")
     add(
         "--sidecar-arg",
@@ -237,6 +245,23 @@ class Bench:
                     return f"the nginx pair did not start: {pair}"
                 urls["nginx"] = f"http://127.0.0.1:{ports[0]}/bench"
                 proxies[("nginx", "caller")], proxies[("nginx", "callee")] = "nginx-a", "nginx-b"
+            if not args.no_floor:
+                floor_ports = (free_port(), free_port())
+                floor_certs = None
+                if self.mtls:
+                    certs_dir, tls_dir = self.home / ".tether" / "certs", self.home / f"floor{run}"
+                    floor_certs = (
+                        write_certs(certs_dir, tls_dir, "floor-a", "floor-b"),
+                        write_certs(certs_dir, tls_dir, "floor-b", "floor-a"),
+                    )
+                problem = start_floor_pair(
+                    floor_certs, floor_ports, self.app_port, self.env, self.logdir, self.procs
+                )
+                started += [p for p in self.procs if p.name.startswith("floor-")]
+                if problem:
+                    return f"the Python floor pair did not start: {problem}"
+                urls["floor"] = f"http://127.0.0.1:{floor_ports[0]}/bench"
+                proxies[("floor", "caller")], proxies[("floor", "callee")] = "floor-a", "floor-b"
             watched = [*started, app]
             results: dict[tuple[str, str], Result] = {}
             for scenario in self.scenarios(urls):

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 PERCENTILES = ("p50", "p90", "p99")
-PAIRS = ("tether", "nginx")
+PAIRS = ("tether", "nginx", "floor")
 ROLES = ("caller", "callee")
 
 # Issue 12's targets for a tether pair.
@@ -29,7 +29,7 @@ Figures = dict[str, float]
 @dataclass
 class Scenario:
     name: str  # "fixed" or "saturation"
-    target: str  # "direct", "tether" or "nginx"
+    target: str  # "direct", "tether", "nginx" or "floor" (bench.floor_proxy)
     url: str
     rate: float  # 0: closed loop
     duration: float
@@ -173,7 +173,7 @@ SUMMARY_ROWS: tuple[tuple[str, str, int], ...] = (
 
 def summary_lines(summary: Mapping[str, Spread], runs: int) -> list[str]:
     head = "median" if runs == 1 else f"median of {runs} runs (min-max)"
-    rows = [("", "tether", "nginx", "tether ÷ nginx")]
+    rows = [("", "tether", "nginx", "tether ÷ nginx", "Python floor")]
     for label, key, digits in SUMMARY_ROWS:
         rows.append(
             (
@@ -181,9 +181,10 @@ def summary_lines(summary: Mapping[str, Spread], runs: int) -> list[str]:
                 spread_text(summary.get(f"tether.{key}"), digits),
                 spread_text(summary.get(f"nginx.{key}"), digits),
                 spread_text(summary.get(f"ratio.{key}"), 2) if "errors" not in key else "",
+                spread_text(summary.get(f"floor.{key}"), digits),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [f"== summary: {head} =="]
     for row in rows:
         cells = "".join(

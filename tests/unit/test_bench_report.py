@@ -152,3 +152,19 @@ def test_profile_summary_keeps_relative_paths_and_names_native_time() -> None:
     assert frame_name("Runner.run (asyncio/runners.py:118)") == "Runner.run (asyncio/runners.py)"
     lines = top_lines(parse(["Runner.run (asyncio/runners.py:118) 3\n"]), 5)
     assert any("100.0%" in line and "uvloop" in line for line in lines)
+
+
+def test_the_python_floor_pair_gets_its_own_figures_and_column() -> None:
+    run = a_run()
+    run.results[("fixed", "floor")] = result(
+        "fixed", "floor", 0.5, 0.9, 2.0, 1000.0, {"floor-a": 190.0, "floor-b": 180.0}
+    )
+    run.proxies[("floor", "caller")], run.proxies[("floor", "callee")] = "floor-a", "floor-b"
+    fig = report.figures(run)
+    assert fig["floor.cpu_us.caller"] == 190.0
+    assert math.isclose(fig["floor.added_p90_ms"], 0.6)
+    assert "ratio.cpu_us.caller" in fig and fig["ratio.cpu_us.caller"] == 4.0  # to nginx still
+    summary = report.summary_lines(report.summarise([fig]), 1)
+    assert "Python floor" in summary[1]
+    caller_row = next(line for line in summary if "caller proxy, fixed rate" in line)
+    assert caller_row.split()[-1] == "190"
