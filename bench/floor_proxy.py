@@ -189,10 +189,7 @@ class EdgeConnection(asyncio.Protocol):
 
 async def run_caller(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
-    context = None
-    if args.cert:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=args.roots)
-        context.load_cert_chain(args.cert, args.key)
+    context = _tls(args, ssl.Purpose.SERVER_AUTH)
     _, link = await loop.create_connection(
         CallerLink,
         "127.0.0.1",
@@ -317,15 +314,21 @@ class CalleeLink(Link):
 
 async def run_callee(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
-    context = None
-    if args.cert:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=args.roots)
-        context.load_cert_chain(args.cert, args.key)
-        context.verify_mode = ssl.CERT_REQUIRED  # mTLS: the caller must show a certificate
+    context = _tls(args, ssl.Purpose.CLIENT_AUTH)
     server = await loop.create_server(
         lambda: CalleeLink(args.app_port), "127.0.0.1", args.listen, ssl=context
     )
     await _serve(server, loop.create_future())
+
+
+def _tls(args: argparse.Namespace, purpose: ssl.Purpose) -> ssl.SSLContext | None:
+    """mTLS with the given certificates, or None (plain TCP) when there are none."""
+    if not args.cert:
+        return None
+    context = ssl.create_default_context(purpose, cafile=args.roots)
+    context.load_cert_chain(args.cert, args.key)
+    context.verify_mode = ssl.CERT_REQUIRED  # both sides show a certificate
+    return context
 
 
 async def _serve(server: asyncio.AbstractServer, done: asyncio.Future[None]) -> None:
