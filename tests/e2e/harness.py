@@ -44,27 +44,38 @@ def wait_until(condition: Callable[[], T], what: str, timeout: float = WAIT_TIME
         time.sleep(_POLL)
 
 
-def _ephemeral_floor() -> int:
+def _ephemeral_range() -> tuple[int, int]:
     try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[:2]
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
-# Ports the tests hand out come from below the kernel's ephemeral range. A port
+def _test_port_range() -> tuple[int, int]:
+    """Up to 16,000 ports outside the kernel's ephemeral range: [start, stop)."""
+    low, high = _ephemeral_range()
+    below, above = (max(1024, low - 16000), low), (high + 1, min(65536, high + 1 + 16000))
+    return max(below, above, key=lambda span: span[1] - span[0])
+
+
+# Ports the tests hand out come from outside the kernel's ephemeral range. A port
 # taken with bind(0) and released could otherwise be handed again by the kernel
 # to a sidecar that binds 0 itself (its internal gRPC port by default) before
 # the process it was meant for binds it: the test then talks to the wrong server.
 # Chosen at random, so that test runs side by side rarely meet.
-_PORT_CEILING = _ephemeral_floor()
-_PORT_FLOOR = max(1024, _PORT_CEILING - 16000)
+_PORT_START, _PORT_STOP = _test_port_range()
 _handed_out: set[int] = set()
 
 
 def free_port() -> int:
     """A loopback port nothing listens on, not handed out before in this test run."""
+    if _PORT_STOP - _PORT_START < 1000:  # the ephemeral range takes nearly every port
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
     for _ in range(1000):
-        port = random.randrange(_PORT_FLOOR, _PORT_CEILING)
+        port = random.randrange(_PORT_START, _PORT_STOP)
         if port in _handed_out:
             continue
         with socket.socket() as sock:
@@ -74,7 +85,7 @@ def free_port() -> int:
                 continue
         _handed_out.add(port)
         return port
-    raise RuntimeError(f"no free loopback port in {_PORT_FLOOR}-{_PORT_CEILING - 1}")
+    raise RuntimeError(f"no free loopback port in {_PORT_START}-{_PORT_STOP - 1}")
 
 
 def tether_command() -> list[str]:
