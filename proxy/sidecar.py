@@ -198,6 +198,15 @@ class Sidecar:
             observer,
             reject=dapr_errors.rejected,
         )
+        try:
+            # Bound now, so that a taken port fails the start at once; served last.
+            await self._http.listen(
+                list(s.listen_addresses), s.http_port, reuse_port=s.reuse_port, serve=False
+            )
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on HTTP port {s.http_port}: {exc.strerror or exc}"
+            ) from exc
         if s.grpc_port is not None:
             await self._start_dapr_api(invoker)
         if metrics is not None:
@@ -220,15 +229,10 @@ class Sidecar:
         if credentials is not None:
             credentials.on_renewed(self._client.rotate)
             credentials.start_renewing()
-        # The HTTP API listens last, ready: a worker joins the shared port (SO_REUSEPORT)
+        # The HTTP API accepts last, ready: a worker joins the shared port (SO_REUSEPORT)
         # only once it can serve, so no caller meets one that is still starting.
         self._ready = True
-        try:
-            await self._http.listen(list(s.listen_addresses), s.http_port, reuse_port=s.reuse_port)
-        except OSError as exc:
-            raise StartupError(
-                f"cannot listen on HTTP port {s.http_port}: {exc.strerror or exc}"
-            ) from exc
+        await self._http.serve()
         log.log(  # a worker's supervisor logs the one "ready" line for all of them
             logging.DEBUG if s.worker else logging.INFO,
             "tether sidecar %s ready: HTTP API on %s:%d, internal gRPC on %s:%d (mTLS %s)%s",

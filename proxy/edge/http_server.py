@@ -62,12 +62,23 @@ class HttpServer:
         self._site = Site(handler, limits, observe, reject)
         self._servers: list[asyncio.Server] = []
 
-    async def listen(self, hosts: list[str], port: int, *, reuse_port: bool = False) -> None:
-        """``reuse_port``: share the port with other processes doing the same (workers)."""
+    async def listen(
+        self, hosts: list[str], port: int, *, reuse_port: bool = False, serve: bool = True
+    ) -> None:
+        """``reuse_port``: share the port with other processes doing the same (workers).
+        ``serve=False``: bind now (a taken port fails here) but accept nothing before
+        ``serve()``; a socket that does not listen is not in a reuse-port group yet."""
         loop = asyncio.get_running_loop()
         for host in hosts:
-            server = await loop.create_server(self._accept, host, port, reuse_port=reuse_port)
+            server = await loop.create_server(
+                self._accept, host, port, reuse_port=reuse_port, start_serving=serve
+            )
             self._servers.append(server)
+
+    async def serve(self) -> None:
+        """Start accepting on what ``listen(..., serve=False)`` bound."""
+        for server in self._servers:
+            await server.start_serving()
 
     @property
     def port(self) -> int:

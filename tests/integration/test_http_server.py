@@ -258,6 +258,28 @@ def test_chunked_body_read_all_in_handler() -> None:
     asyncio.run(_with_server(handler, HttpLimits(), scenario))
 
 
+def test_a_bound_server_holds_its_port_but_accepts_only_once_serving() -> None:
+    async def main() -> None:
+        server = HttpServer(Recorder(), HttpLimits())
+        port = free_port()
+        await server.listen([HOST], port, serve=False)
+        try:
+            with socket.socket() as other, pytest.raises(OSError):
+                other.bind((HOST, port))  # taken: a second sidecar fails at its start
+            with socket.socket() as probe:
+                assert probe.connect_ex((HOST, port)) != 0  # nobody accepts yet
+            await server.serve()
+            reader, writer = await asyncio.open_connection(HOST, port)
+            writer.write(b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            assert (await asyncio.wait_for(reader.readline(), WAIT)).startswith(b"HTTP/1.1 200")
+            writer.close()
+        finally:
+            await server.stop(0)
+
+    asyncio.run(main())
+
+
 def test_stop_waits_for_the_request_in_flight() -> None:
     async def main() -> None:
         entered = asyncio.Event()
