@@ -198,8 +198,7 @@ class Sidecar:
             observer,
             reject=dapr_errors.rejected,
         )
-        try:
-            # Bound now, so that a taken port fails the start at once; served last.
+        try:  # bound now: a taken port fails the start at once
             await self._http.listen(
                 list(s.listen_addresses), s.http_port, reuse_port=s.reuse_port, serve=False
             )
@@ -229,8 +228,7 @@ class Sidecar:
         if credentials is not None:
             credentials.on_renewed(self._client.rotate)
             credentials.start_renewing()
-        # The HTTP API accepts last, ready: a worker joins the shared port (SO_REUSEPORT)
-        # only once it can serve, so no caller meets one that is still starting.
+        # Accepting last: a worker joins the shared port (SO_REUSEPORT) once it can serve.
         self._ready = True
         await self._http.serve()
         log.log(  # a worker's supervisor logs the one "ready" line for all of them
