@@ -174,11 +174,10 @@ class AppRelay:
 
     def _check_access(self, caller: CallerIdentity | None, path: str, call: ServerCall) -> None:
         callee = self._callee
-        access = callee.access_control if callee is not None else None
-        if callee is None or access is None:
+        if callee is None or callee.access_control is None:
             return
         # The full method as gRPC servers route it: never percent-decoded.
-        decision = access.check(caller, path, NO_VERB)
+        decision = callee.access_control.check(caller, path, NO_VERB)
         refused = callee.access_refusal(caller, path, NO_VERB, decision)
         if refused is not None:
             call.abort("PERMISSION_DENIED", refused)
