@@ -124,15 +124,16 @@ class CallerLink(Link):
         self._pending: dict[int, EdgeConnection] = {}
         self._next = 0
 
-    def forward(self, edge: EdgeConnection, payload: bytes) -> None:
+    def forward(self, edge: EdgeConnection, payload: bytes) -> int:
         self._next = ident = (self._next + 1) & 0xFFFFFFFF
         self._pending[ident] = edge
         self.send(ident, payload)
+        return ident
 
     def frame(self, ident: int, payload: bytes) -> None:
         edge = self._pending.pop(ident, None)
         if edge is not None:
-            edge.answer(int(payload[:3]), payload[3:])
+            edge.answer(ident, int(payload[:3]), payload[3:])
 
 
 class EdgeConnection(asyncio.Protocol):
@@ -144,7 +145,9 @@ class EdgeConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._url = b""
         self._body: list[bytes] = []
-        self._waiting: deque[bytes | None] = deque()  # answers, in request order
+        # Pipelined requests are answered in their order, whichever answer comes first.
+        self._order: deque[int] = deque()
+        self._answers: dict[int, bytes] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
@@ -170,19 +173,14 @@ class EdgeConnection(asyncio.Protocol):
         method = self._parser.get_method()
         payload = b"%s %s\n%s" % (method, self._url, b"".join(self._body))
         self._url, self._body = b"", []
-        self._waiting.append(None)
-        self._link.forward(self, payload)
+        self._order.append(self._link.forward(self, payload))
 
-    def answer(self, status: int, body: bytes) -> None:
-        # Answers come back in the order the requests went (one link, one callee loop).
-        waiting = self._waiting
-        for index, slot in enumerate(waiting):
-            if slot is None:
-                waiting[index] = http_response(status, body)
-                break
+    def answer(self, ident: int, status: int, body: bytes) -> None:
+        answers, order = self._answers, self._order
+        answers[ident] = http_response(status, body)
         out = []
-        while waiting and waiting[0] is not None:
-            out.append(cast(bytes, waiting.popleft()))
+        while order and order[0] in answers:
+            out.append(answers.pop(order.popleft()))
         if out and self._transport is not None:
             self._transport.write(b"".join(out))
 
