@@ -45,10 +45,10 @@ from pathlib import Path
 from bench import grpc_report
 from bench.grpc_report import CALLER, GRPC_CALLEE, HTTP_CALLEE
 from bench.measure import LineReader, measured_window, percentiles_ms, run_scenario
+from bench.ports import free_port
 from bench.procs import (
     REPO,
     Proc,
-    free_port,
     proc_memory,
     start,
     stop,

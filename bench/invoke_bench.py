@@ -41,13 +41,13 @@ from bench import report
 from bench.floor_proxy import start_pair as start_floor_pair
 from bench.measure import BODY_SIZE, run_scenario
 from bench.nginx_pair import find_nginx, start_pair, write_certs
+from bench.ports import free_port
 from bench.procs import (
     REPO,
     Proc,
     child_pid,
     children,
     cpu_seconds,
-    free_port,
     proc_memory,
     start,
     stop,

@@ -51,12 +51,6 @@ class Proc:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start(name: str, argv: Sequence[str], env: dict[str, str], logdir: Path) -> Proc:
     log = logdir / f"{name}.log"
     with log.open("wb") as out:

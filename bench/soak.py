@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import procs
+from bench.ports import free_port
 from bench.soak_check import Kill, Verdict, executions, histogram_quantile, judge, read_calls
 
 FD_SLACK = 16  # "flat": at most this many more open fds at the end ...
@@ -131,7 +132,7 @@ def _sidecar_argv(app_id: str, http_port: int, *extra: str) -> list[str]:
         str(http_port),
         # daprd's default 50001 would collide between the sidecars of one machine.
         "--dapr-grpc-port",
-        str(procs.free_port()),
+        str(free_port()),
         "--enable-mtls=true",
         *extra,
     ]
@@ -186,9 +187,9 @@ def _soak(options: Options, fleet: Fleet, report: Report, say: Callable[[str], N
     policy_file = resources / "resiliency.yaml"
     _write_policy(policy_file, 0)
     app_logs = [workdir / f"orders-app-{i}.log" for i in range(2)]
-    app_ports = [procs.free_port() for _ in range(2)]
-    http_ports = [procs.free_port() for _ in range(2)]
-    grpc_ports = [procs.free_port() for _ in range(2)]
+    app_ports = [free_port() for _ in range(2)]
+    http_ports = [free_port() for _ in range(2)]
+    grpc_ports = [free_port() for _ in range(2)]
     for i in range(2):
         app = fleet.start(
             f"orders-app-{i}",
@@ -207,7 +208,7 @@ def _soak(options: Options, fleet: Fleet, report: Report, say: Callable[[str], N
         )  # fmt: skip
 
     callees = [fleet.start(f"orders-sidecar-{i}", callee_argv(i)) for i in range(2)]
-    caller_port, metrics_port = procs.free_port(), procs.free_port()
+    caller_port, metrics_port = free_port(), free_port()
     caller = fleet.start(
         "checkout-sidecar",
         _sidecar_argv(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -17,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+
+from bench.ports import free_port
 
 APPS = Path(__file__).resolve().parent / "apps"
 READY_TIMEOUT = 30.0
@@ -42,50 +43,6 @@ def wait_until(condition: Callable[[], T], what: str, timeout: float = WAIT_TIME
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout:.0f}s: {what}")
         time.sleep(_POLL)
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[:2]
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def _test_port_range() -> tuple[int, int]:
-    """Up to 16,000 ports outside the kernel's ephemeral range: [start, stop)."""
-    low, high = _ephemeral_range()
-    below, above = (max(1024, low - 16000), low), (high + 1, min(65536, high + 1 + 16000))
-    return max(below, above, key=lambda span: span[1] - span[0])
-
-
-# Ports the tests hand out come from outside the kernel's ephemeral range. A port
-# taken with bind(0) and released could otherwise be handed again by the kernel
-# to a sidecar that binds 0 itself (its internal gRPC port by default) before
-# the process it was meant for binds it: the test then talks to the wrong server.
-# Chosen at random, so that test runs side by side rarely meet.
-_PORT_START, _PORT_STOP = _test_port_range()
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on, not handed out before in this test run."""
-    if _PORT_STOP - _PORT_START < 1000:  # the ephemeral range takes nearly every port
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
-    for _ in range(1000):
-        port = random.randrange(_PORT_START, _PORT_STOP)
-        if port in _handed_out:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    raise RuntimeError(f"no free loopback port in {_PORT_START}-{_PORT_STOP - 1}")
 
 
 def tether_command() -> list[str]:
