@@ -24,6 +24,7 @@ from proxy.grpcwire import frame_repr
 from proxy.grpcwire.buffered_reads import BufferedReads
 from proxy.grpcwire.client_status import RpcError, Status
 from proxy.grpcwire.client_stream import ClientStream, StreamListener
+from proxy.grpcwire.data_frames import InboundFrames, send_data
 from proxy.grpcwire.messages import format_timeout
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class ClientConnection(BufferedReads):
         self._authority = authority.encode("ascii")
         self._scheme = scheme
         self._h2 = _GracefulH2(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self._inbound = InboundFrames(self._h2)
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._streams: dict[int, ClientStream] = {}
@@ -112,19 +114,27 @@ class ClientConnection(BufferedReads):
 
     def data_received(self, data: bytes) -> None:
         self._last_seen = self._loop.time()
-        try:
-            events = self._h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            self._fail(Status("INTERNAL", f"HTTP/2 protocol error from peer: {exc}"))
-            return
+        inbound = self._inbound
+        for stream_id, chunk in inbound.feed(data):
+            if stream_id:
+                payload = inbound.take(stream_id, chunk)
+                if payload is not None:
+                    self._on_data(stream_id, payload, len(payload))
+                    continue
+            try:
+                events = self._h2.receive_data(chunk)
+            except h2.exceptions.ProtocolError as exc:
+                self._fail(Status("INTERNAL", f"HTTP/2 protocol error from peer: {exc}"))
+                return
+            self._dispatch(events)
+        self._flush()
+
+    def _dispatch(self, events: list[h2.events.Event]) -> None:
         streams = self._streams
         for event in events:
             if isinstance(event, h2.events.DataReceived):
-                stream = streams.get(event.stream_id)
-                if stream is not None:
-                    stream.on_data(event.data or b"", event.flow_controlled_length or 0)
-                elif event.flow_controlled_length:
-                    self.acknowledge(event.stream_id or 0, event.flow_controlled_length)
+                size = event.flow_controlled_length or 0
+                self._on_data(event.stream_id or 0, event.data or b"", size)
             elif isinstance(event, h2.events.ResponseReceived):
                 stream = streams.get(event.stream_id)
                 if stream is not None:
@@ -139,7 +149,13 @@ class ClientConnection(BufferedReads):
                     stream.on_end()
             else:
                 self._other_event(event)
-        self._flush()
+
+    def _on_data(self, stream_id: int, data: bytes, size: int) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            stream.on_data(data, size)
+        elif size:
+            self.acknowledge(stream_id, size)
 
     def _other_event(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.StreamReset):
@@ -220,7 +236,7 @@ class ClientConnection(BufferedReads):
             window = h2conn.local_flow_control_window(stream_id)
             while sent < len(buffer) and window > 0:
                 size = min(window, frame, len(buffer) - sent)
-                h2conn.send_data(stream_id, bytes(buffer[sent : sent + size]))
+                send_data(h2conn, stream_id, bytes(buffer[sent : sent + size]))
                 sent += size
                 window -= size
         except h2.exceptions.StreamClosedError:

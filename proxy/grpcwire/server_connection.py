@@ -19,6 +19,7 @@ from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
 from proxy.grpcwire.buffered_reads import BufferedReads
+from proxy.grpcwire.data_frames import InboundFrames
 from proxy.grpcwire.handlers import RpcMethod, run_streaming, run_unary
 from proxy.grpcwire.messages import MessageError
 from proxy.grpcwire.messages import parse_timeout as parse_grpc_timeout
@@ -48,6 +49,7 @@ class ServerConnection(CallWriter, BufferedReads):
         registry: set[ServerConnection],
     ) -> None:
         super().__init__(settings, loop)
+        self._inbound = InboundFrames(self._h2)
         self._registry = registry  # the server's open connections
         self._peer: object = None
         # Why the peer's certificate was refused: every call then ends UNAUTHENTICATED.
@@ -99,17 +101,24 @@ class ServerConnection(CallWriter, BufferedReads):
         self._tick_handle = self.loop.call_later(self._settings.keepalive_time, self._tick)
 
     def data_received(self, data: bytes) -> None:
-        try:
-            events = self._h2.receive_data(data)
-        except ProtocolError:
-            # The peer broke HTTP/2: h2 has queued the GOAWAY that says so.
-            self._flush()
-            self._close_transport()
-            return
-        for event in events:
-            handle = _DISPATCH.get(type(event))
-            if handle is not None:
-                handle(self, event)
+        inbound = self._inbound
+        for stream_id, chunk in inbound.feed(data):
+            if stream_id:
+                payload = inbound.take(stream_id, chunk)
+                if payload is not None:
+                    self._on_stream_data(stream_id, payload, len(payload))
+                    continue
+            try:
+                events = self._h2.receive_data(chunk)
+            except ProtocolError:
+                # The peer broke HTTP/2: h2 has queued the GOAWAY that says so.
+                self._flush()
+                self._close_transport()
+                return
+            for event in events:
+                handle = _DISPATCH.get(type(event))
+                if handle is not None:
+                    handle(self, event)
         self._schedule_flush()
 
     def eof_received(self) -> bool | None:
@@ -181,14 +190,15 @@ class ServerConnection(CallWriter, BufferedReads):
             call.task = self.loop.create_task(run_streaming(call, call))
 
     def _on_data(self, event: ev.DataReceived) -> None:
-        stream_id = event.stream_id
-        size = event.flow_controlled_length
+        self._on_stream_data(event.stream_id, event.data, event.flow_controlled_length)
+
+    def _on_stream_data(self, stream_id: int, data: bytes, size: int) -> None:
         call = self._calls.get(stream_id)
         if call is None or call.finished:
             self._h2.acknowledge_received_data(size, stream_id)
             return
         try:
-            raw = call.reader.feed(event.data)
+            raw = call.reader.feed(data)
         except MessageError as exc:
             self._h2.acknowledge_received_data(size, stream_id)
             self._fail(call, exc.code, str(exc))

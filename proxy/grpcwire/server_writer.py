@@ -17,6 +17,7 @@ from h2.errors import ErrorCodes
 
 from proxy.core.grpc_status import GRPC_CODE_NAMES
 from proxy.grpcwire import frame_repr
+from proxy.grpcwire.data_frames import send_data
 from proxy.grpcwire.handlers import RpcMethod
 from proxy.grpcwire.messages import encode_message, encode_status_message
 from proxy.grpcwire.server_call import AbortError, Metadata, RawHeaders, ServerCall
@@ -168,7 +169,7 @@ class CallWriter:
                 else:
                     outbound[0] = chunk[take:]
                 size += take
-            h2.send_data(stream_id, pieces[0].tobytes() if len(pieces) == 1 else b"".join(pieces))
+            send_data(h2, stream_id, pieces[0].tobytes() if len(pieces) == 1 else b"".join(pieces))
             call.outbound_size -= size
 
     def _pump(self, call: ServerCall) -> None:
