@@ -166,8 +166,13 @@ class MuxService:
 
         quota = self._quota
         # Keys of their own kind: a plaintext caller (no identity) is its connection.
+        # Tuples of strings and ints: hashed in C on every call, not by a dataclass.
         connection = ("connection", id(context.connection))
-        peer = ("peer", caller if caller is not None else id(context.connection))
+        peer: tuple[str, ...] | tuple[str, int] = (
+            ("peer", caller.trust_domain, caller.namespace, caller.app_id)
+            if caller is not None
+            else ("peer", id(context.connection))
+        )
 
         def done(task: asyncio.Task[None]) -> None:
             in_flight.discard(task)
