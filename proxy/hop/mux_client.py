@@ -57,7 +57,9 @@ class MuxConnection:
         # Set once the peer has accepted the stream (or the stream is over).
         self._opened = asyncio.Event()
         self.broken = False
-        self._opener = asyncio.get_running_loop().create_task(self._open())
+        # Kept: on Python 3.11 every asyncio.get_running_loop() is a getpid() system call.
+        self._loop = asyncio.get_running_loop()
+        self._opener = self._loop.create_task(self._open())
 
     async def _open(self) -> None:
         try:
@@ -91,7 +93,7 @@ class MuxConnection:
         frame = mux_pb2.MuxFrame(call_id=call_id)
         frame.request.CopyFrom(request)
         frame.request.message.data.value = data
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         answer: asyncio.Future[mux_pb2.MuxFrame] = loop.create_future()
         # Registered before anything awaits, so the stream's failure reaches it.
         self._pending[call_id] = answer
@@ -99,7 +101,7 @@ class MuxConnection:
         deadline: _Deadline | None = None
         timer: asyncio.TimerHandle | None = None
         if timeout is not None:
-            deadline = _Deadline(answer)
+            deadline = _Deadline(answer, loop)
             timer = loop.call_later(timeout, deadline)
         written = False
         try:
@@ -245,8 +247,10 @@ class _Deadline:
 
     __slots__ = ("_answer", "_cancelled", "_cancelling", "_sending", "_task")
 
-    def __init__(self, answer: asyncio.Future[mux_pb2.MuxFrame]) -> None:
-        task = asyncio.current_task()
+    def __init__(
+        self, answer: asyncio.Future[mux_pb2.MuxFrame], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        task = asyncio.current_task(loop)
         assert task is not None
         self._answer = answer
         self._task = task
