@@ -1,12 +1,12 @@
 """DATA frames on open streams without h2's frame objects.
 
-A busy tether connection carries little but DATA frames, and h2 spends about 13 µs
-sending and 25 µs receiving one (frame objects, state machines, a repr for a log it
-never writes), several times what its bytes cost. Here a DATA frame on an open
-stream is written and read directly, with the checks h2 makes and on h2's own state
-(its outbound buffer, windows and frame sizes), so h2 stays right about everything.
-Every other frame, and a DATA frame with anything unusual about it (padding,
-END_STREAM, a stream not open, a window or size exceeded, a header block in
+A busy tether connection carries little but DATA frames, and h2 spends about 35 µs
+of CPU to send, receive and acknowledge one between two connections (frame objects,
+state machines, a repr for a log it never writes); this path, about 7 µs. Here a DATA
+frame on an open stream is written and read directly, with the checks h2 makes and on
+h2's own state (its outbound buffer, windows and frame sizes), so h2 stays right about
+everything. Every other frame, and a DATA frame with anything unusual about it
+(padding, END_STREAM, a stream not open, a window or size exceeded, a header block in
 progress), goes through h2 as before, and h2 answers it as before.
 
 This leans on h2 4's internals (``_data_to_send``, the window managers, the frame
