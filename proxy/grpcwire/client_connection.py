@@ -114,13 +114,7 @@ class ClientConnection(BufferedReads):
 
     def data_received(self, data: bytes) -> None:
         self._last_seen = self._loop.time()
-        inbound = self._inbound
-        for stream_id, chunk in inbound.feed(data):
-            if stream_id:
-                payload = inbound.take(stream_id, chunk)
-                if payload is not None:
-                    self._on_data(stream_id, payload, len(payload))
-                    continue
+        for chunk in self._inbound.for_h2(data, self._on_data):
             try:
                 events = self._h2.receive_data(chunk)
             except h2.exceptions.ProtocolError as exc:

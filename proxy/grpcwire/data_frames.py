@@ -16,6 +16,7 @@ buffer's state); pyproject pins h2 below 5, and the tests drive both paths.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Iterator
 
 from h2.connection import ConnectionState, H2Connection
 from h2.stream import StreamState
@@ -63,6 +64,18 @@ class InboundFrames:
         self._rest = b""  # the start of a frame, until the rest of it arrives
         # Only once h2 holds no partial input (a server's preface comes first).
         self._cutting = False
+
+    def for_h2(self, data: bytes, on_data: Callable[[int, bytes, int], None]) -> Iterator[bytes]:
+        """What a connection reads: the DATA frames taken here go to ``on_data(stream_id,
+        payload, size)``, the rest is yielded for h2 to receive, all in order. Receive
+        each yield before the next: whether a frame is taken depends on h2's state."""
+        for stream_id, chunk in self.feed(data):
+            if stream_id:
+                payload = self.take(stream_id, chunk)
+                if payload is not None:
+                    on_data(stream_id, payload, len(payload))
+                    continue
+            yield chunk
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         if not self._cutting:

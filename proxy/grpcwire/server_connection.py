@@ -101,13 +101,7 @@ class ServerConnection(CallWriter, BufferedReads):
         self._tick_handle = self.loop.call_later(self._settings.keepalive_time, self._tick)
 
     def data_received(self, data: bytes) -> None:
-        inbound = self._inbound
-        for stream_id, chunk in inbound.feed(data):
-            if stream_id:
-                payload = inbound.take(stream_id, chunk)
-                if payload is not None:
-                    self._on_stream_data(stream_id, payload, len(payload))
-                    continue
+        for chunk in self._inbound.for_h2(data, self._on_stream_data):
             try:
                 events = self._h2.receive_data(chunk)
             except ProtocolError:

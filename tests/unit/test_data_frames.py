@@ -67,15 +67,16 @@ def test_sending_what_h2_refuses_raises_what_h2_raises() -> None:
 
 
 def _received(server: H2Connection, inbound: InboundFrames | None, data: bytes) -> list[object]:
-    """What the server's handler sees: ("data", stream, payload) and h2's other events."""
+    """What the server's handler sees: ("data", stream, payload) and h2's other events,
+    read the way the connections read (``for_h2``), or by h2 alone."""
     seen: list[object] = []
-    pieces = [(0, data)] if inbound is None else list(inbound.feed(data))
-    for stream_id, chunk in pieces:
-        if stream_id and inbound is not None:
-            payload = inbound.take(stream_id, chunk)
-            if payload is not None:
-                seen.append(("data", stream_id, payload))
-                continue
+
+    def taken(stream_id: int, payload: bytes, size: int) -> None:
+        assert size == len(payload)
+        seen.append(("data", stream_id, payload))
+
+    chunks = [data] if inbound is None else inbound.for_h2(data, taken)
+    for chunk in chunks:
         for event in server.receive_data(chunk):
             if isinstance(event, DataReceived):
                 seen.append(("data", event.stream_id, event.data))
@@ -140,6 +141,17 @@ def test_the_first_read_is_h2s_and_later_data_frames_are_taken() -> None:
     [(stream_id, frame)] = inbound.feed(client.data_to_send())
     assert stream_id == 1
     assert inbound.take(1, frame) == b"y" * 100
+
+
+def test_data_frames_on_an_open_stream_pass_beside_h2() -> None:
+    client, server = _open_pair()
+    inbound = InboundFrames(server)
+    client.send_data(1, b"p" * 100)
+    client.send_data(1, b"q" * 50)
+    taken: list[bytes] = []
+    for_h2 = list(inbound.for_h2(client.data_to_send(), lambda _, data, __: taken.append(data)))
+    assert taken == [b"p" * 100, b"q" * 50]
+    assert for_h2 == []
 
 
 def test_an_oversized_frame_is_h2s_to_refuse_and_not_buffered_here() -> None:
