@@ -41,6 +41,7 @@ from bench import report
 from bench.floor_proxy import start_pair as start_floor_pair
 from bench.measure import BODY_SIZE, run_scenario
 from bench.nginx_pair import find_nginx, start_pair, write_certs
+from bench.perf_split import PerfRecording, find_perf
 from bench.ports import free_port
 from bench.procs import (
     REPO,
@@ -112,6 +113,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--workers", type=int, default=1,
         help="--workers of both tether sidecars (1, the default: no supervisor)")  # fmt: skip
     add("--profile", action="store_true", help="run the sidecars under py-spy record")
+    add("--perf", action="store_true",
+        help="record the tether and floor proxies with Linux perf over the saturation "
+        "window and print where their CPU goes by native library (perf's sampling adds "
+        "a little to the CPU figures of that window)")  # fmt: skip
     add("--json", type=Path, default=None, metavar="FILE", help="also write the numbers here")
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.duration <= 0 or args.saturation_duration <= 0:
@@ -164,6 +169,7 @@ class Bench:
         self.nginx: str | None = None
         self.profiler: list[str] = []
         self.profiles: list[Path] = []
+        self.perf: str | None = None  # perf's path when --perf
 
     def stop_all(self, started: Sequence[Proc]) -> None:
         for proc in started:
@@ -271,7 +277,13 @@ class Bench:
                     problem = f"{dead[0].name} exited with {dead[0].popen.returncode}"
                     results[key] = Result(scenario, problem=problem)
                     continue
-                results[key] = run_scenario(scenario, args.connections, watched, self.env)
+                recording = self.perf_recording(scenario, proxies, started)
+                results[key] = run_scenario(
+                    scenario, args.connections, watched, self.env, recording
+                )
+                if recording is not None:
+                    print(f"perf, {scenario.target} pair at saturation, share of samples:")
+                    print("\n".join(recording.report_lines()), flush=True)
             by_name = {p.name: p for p in started}
             memory = {key: proc_memory(by_name[name]) for key, name in proxies.items()}
             for proc in started:
@@ -284,6 +296,25 @@ class Bench:
             return Run(results, proxies, memory)
         finally:
             self.stop_all(started)  # py-spy writes its profile when the sidecar exits
+
+    def perf_recording(
+        self,
+        scenario: Scenario,
+        proxies: dict[tuple[str, str], str],
+        started: Sequence[Proc],
+    ) -> PerfRecording | None:
+        """With --perf: a recording of the tether or floor pair's saturation window."""
+        if self.perf is None or scenario.name != "saturation":
+            return None
+        if scenario.target not in ("tether", "floor"):
+            return None
+        by_name = {p.name: p for p in started}
+        targets = {
+            name: by_name[name].pids
+            for (pair, _), name in proxies.items()
+            if pair == scenario.target and name in by_name
+        }
+        return PerfRecording(self.perf, self.logdir, targets)
 
     def scenarios(self, urls: dict[str, str]) -> list[Scenario]:
         args = self.args
@@ -354,6 +385,11 @@ def _bench(args: argparse.Namespace, home: Path, nginx_root: Path, procs: list[P
             print("--profile: py-spy is missing (pip install py-spy); running without it")
         else:
             bench.profiler = [py_spy, "record", "--rate", "200", "--format", "raw"]
+
+    if args.perf:
+        bench.perf = find_perf()
+        if bench.perf is None:
+            print("--perf: perf is missing (apt-get install -y linux-perf); running without it")
 
     runs: list[Run] = []
     for number in range(1, args.runs + 1):

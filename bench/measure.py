@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bench.loadgen import percentile
 from bench.procs import REPO, Proc, proc_cpu, stop
@@ -21,6 +21,14 @@ from bench.report import Result, Scenario
 
 PERCENTILES = (50.0, 90.0, 99.0)
 BODY_SIZE = 1024
+
+
+class Window(Protocol):
+    """Something run over exactly a scenario's measured window (``perf record``)."""
+
+    def begin(self) -> None: ...
+
+    def end(self) -> None: ...
 
 
 class LineReader:
@@ -75,7 +83,11 @@ def measured_window(
 
 
 def run_scenario(
-    scenario: Scenario, connections: int, watched: Sequence[Proc], env: dict[str, str]
+    scenario: Scenario,
+    connections: int,
+    watched: Sequence[Proc],
+    env: dict[str, str],
+    window: Window | None = None,
 ) -> Result:
     result = Result(scenario)
     result_file = Path(tempfile.mkdtemp(prefix="tether-loadgen-")) / "result.json"
@@ -100,7 +112,13 @@ def run_scenario(
         if line != "WARMED":
             result.problem = f"load generator did not warm up: {line!r}"
             return result
-        cpu = measured_window(popen, reader, deadline, [*watched, loadgen])
+        if window is not None:
+            window.begin()
+        try:
+            cpu = measured_window(popen, reader, deadline, [*watched, loadgen])
+        finally:
+            if window is not None:
+                window.end()
         if isinstance(cpu, str):
             result.problem = f"load generator did not finish: {cpu}"
             return result
