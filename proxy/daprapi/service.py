@@ -122,6 +122,7 @@ class DaprApi:
             query=extension.querystring,
             headers=request_headers(call.invocation_metadata(), message.content_type),
             body=Body(message.data.value),
+            grpc_api=True,
         )
         try:
             answer = await self._invoke(invocation)

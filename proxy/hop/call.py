@@ -30,6 +30,9 @@ class Invocation:
     body: Body
     # The request header that named the target (dapr-app-id, authorization): not forwarded.
     id_header: bytes = b""
+    # Came through Dapr's gRPC API (InvokeService), where a gRPC app's status other
+    # than OK is a failed attempt; the HTTP API hands it back as the answer.
+    grpc_api: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from proxy.hop.outcomes import (
     CONNECTION_CODES,
     classify,
     classify_error,
+    classify_status,
     invoke_error,
     succeeded,
 )
@@ -196,7 +197,10 @@ class Invoker:
         operation = send if policy.timeout is not None else send_once
         try:
             return await runner.run(
-                operation, classify, errors=classify_error, on_attempt=count_attempt
+                operation,
+                classify_status if call.grpc_api else classify,
+                errors=classify_error,
+                on_attempt=count_attempt,
             )
         except CALL_FAILURES as exc:
             if isinstance(exc, InvocationFailed):

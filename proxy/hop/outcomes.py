@@ -31,7 +31,18 @@ def succeeded(status: int) -> bool:
 
 
 def classify(answer: Answer) -> Outcome:
-    """How an attempt the app answered counts."""
+    """How an attempt the app answered counts on the HTTP API. A gRPC app's answer is
+    the call's answer whatever its status: daprd's HTTP API maps a status other than OK
+    to an HTTP status and body and hands it back, neither retried nor counted against a
+    circuit breaker; only an HTTP app's status below 200 or above 399 is a failure."""
+    if answer.grpc is not None:
+        return SUCCESS
+    return classify_status(answer)
+
+
+def classify_status(answer: Answer) -> Outcome:
+    """How an attempt the app answered counts by its HTTP status alone, as on Dapr's
+    gRPC API (InvokeService), where a gRPC app's status other than OK fails too."""
     if succeeded(answer.status):
         return SUCCESS
     retry_after = None

@@ -208,6 +208,42 @@ def test_grpcs_app_with_a_self_signed_certificate(cluster: Cluster) -> None:
     assert len(calls(app, "bad")) == 3
 
 
+RETRY_ORDERS = """\
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata: {name: retry-orders}
+spec:
+  policies:
+    retries:
+      twice: {policy: constant, duration: 10ms, maxRetries: 2}
+  targets:
+    apps:
+      orders: {retry: twice}
+"""
+
+
+def test_a_grpc_apps_error_is_retried_on_the_grpc_api_only(cluster: Cluster) -> None:
+    """daprd's HTTP API hands a gRPC app's error back as the call's answer (here 400
+    with the status as JSON), without retrying it; its InvokeService retries it under
+    the caller's policy. Counted at the app."""
+    cluster.certs_init()
+    resources = cluster.root / "resources"
+    resources.mkdir()
+    (resources / "resiliency.yaml").write_text(RETRY_ORDERS)
+    app = grpc_app(cluster, "plain")
+    cluster.sidecar("orders", app, extra=GRPC_APP)
+    checkout = cluster.sidecar("checkout", extra=("--resources-path", str(resources)))
+
+    bad = request(checkout.http_port, "POST", "/v1.0/invoke/orders/method/bad", b"x")
+    assert bad.status == 400, bad.body
+    assert bad.json()["message"] == "bad input"
+    assert len(calls(app, "bad")) == 1
+
+    (raw_bad,) = call_with_sdk(cluster, checkout, "grpc", "raw:bad")
+    assert raw_bad["code"] == "INVALID_ARGUMENT", raw_bad
+    assert len(calls(app, "bad")) == 1 + 3
+
+
 def test_health_checks_use_app_callback_health_check(cluster: Cluster) -> None:
     cluster.certs_init()
     app = grpc_app(cluster, "sdk")

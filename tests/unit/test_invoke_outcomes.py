@@ -8,13 +8,14 @@ import pytest
 from proxy.core.body import Body
 from proxy.core.errors import CallRejected, InvocationFailed
 from proxy.discovery.resolver import ResolveError
-from proxy.hop.call import Answer, InvokeDenied, InvokeError, InvokeRejected
+from proxy.hop.call import Answer, GrpcReply, InvokeDenied, InvokeError, InvokeRejected
 from proxy.hop.outcomes import (
     CONNECTION_FAILURE,
     PERMANENT_FAILURE,
     CallFailure,
     classify,
     classify_error,
+    classify_status,
     invoke_error,
 )
 from resiliency import (
@@ -40,6 +41,27 @@ def test_dapr_counts_200_to_399_as_success(status: int) -> None:
 @pytest.mark.parametrize("status", [101, 400, 404, 500])
 def test_other_statuses_fail_with_their_code(status: int) -> None:
     assert classify(answer(status)) == Outcome(False, code=status)
+
+
+@pytest.mark.parametrize("status", [200, 204, 302, 399])
+def test_statuses_alone_count_the_same(status: int) -> None:
+    assert classify_status(answer(status)) == SUCCESS
+
+
+@pytest.mark.parametrize(("code", "status"), [(0, 200), (3, 400), (5, 404), (14, 503)])
+def test_a_grpc_apps_answer_is_the_answer_on_the_http_api_and_fails_on_the_grpc_api(
+    code: int, status: int
+) -> None:
+    # daprd's HTTP API maps the app's status to HTTP and hands it back (no retry, no
+    # breaker failure); its InvokeService judges the status and retries what failed.
+    reply = GrpcReply(code=code, message="m", details=b"", headers={}, trailers={})
+    from_grpc_app = Answer(status, [], Body(), reply)
+    assert classify(from_grpc_app) == SUCCESS
+    expected = SUCCESS if code == 0 else Outcome(False, code=status)
+    assert classify_status(from_grpc_app) == expected
+    # An HTTP app's same status fails on both.
+    if code:
+        assert classify(answer(status)) == classify_status(answer(status)) == expected
 
 
 def test_retry_after_seconds_are_read_on_429_and_503_only() -> None:
