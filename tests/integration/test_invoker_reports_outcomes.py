@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 
 import grpc
 
+from bench.ports import free_port
 from proxy.core.body import Body
 from proxy.discovery.registry import Endpoint
 from proxy.discovery.resolver import AppNotFoundError
@@ -63,9 +63,8 @@ class Refusing(internals_pb2_grpc.ServiceInvocationServicer):  # type: ignore[mi
 
 
 def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    # Outside the kernel's ephemeral range, so no client socket takes it meanwhile.
+    return free_port()
 
 
 def invoker(resolver: Recording, client: InternalClient) -> Invoker:

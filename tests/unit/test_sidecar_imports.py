@@ -25,24 +25,20 @@ ROOT = Path(__file__).resolve().parents[2]
 OPTIONAL = ("opentelemetry", "dns", "zeroconf", "cryptography", "prometheus_client", "yaml")
 
 _PROBE = """
-import json, os, socket, sys
+import json, os, sys
 
+# Ports outside the kernel's ephemeral range: one from bind(0) could be taken again
+# by a process binding 0 before the sidecar binds it.
+from bench.ports import free_port
 from proxy.cli import build_parser, settings_from_args
 from proxy.hop import grpc_tuning
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
-
-
 grpc_tuning.apply()
 flags = json.loads(sys.argv[1])
-argv = ["sidecar", "--app-id", "probe", "--dapr-http-port", free_port(),
-        "--metrics-port", free_port(), "--metrics-listen-address", "127.0.0.1",
+argv = ["sidecar", "--app-id", "probe", "--dapr-http-port", str(free_port()),
+        "--metrics-port", str(free_port()), "--metrics-listen-address", "127.0.0.1",
         "--dapr-internal-grpc-listen-address", "127.0.0.1",
-        "--dapr-internal-grpc-port", free_port(), *flags]
+        "--dapr-internal-grpc-port", str(free_port()), *flags]
 settings = settings_from_args(build_parser().parse_args(argv), os.environ, mtls_default=False)
 
 import uvloop
