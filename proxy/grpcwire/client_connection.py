@@ -20,7 +20,6 @@ import h2.exceptions
 import h2.settings
 
 from proxy.core.version import RUNTIME_VERSION
-from proxy.grpcwire import frame_repr
 from proxy.grpcwire.buffered_reads import BufferedReads
 from proxy.grpcwire.client_status import RpcError, Status
 from proxy.grpcwire.client_stream import ClientStream, StreamListener
@@ -35,8 +34,6 @@ if TYPE_CHECKING:
 STREAM_WINDOW = 1024 * 1024
 CONNECTION_WINDOW = 16 * 1024 * 1024
 USER_AGENT = b"grpc-python-tether/" + RUNTIME_VERSION.removeprefix("tether-").encode()
-
-frame_repr.install()  # h2 formats every frame it receives
 
 Metadata = Sequence[tuple[bytes, bytes]]
 

@@ -21,6 +21,12 @@ from collections.abc import Callable, Iterator
 from h2.connection import ConnectionState, H2Connection
 from h2.stream import StreamState
 
+from proxy.grpcwire import frame_repr
+
+# The frames h2 still reads, it formats for a trace log: cheaply, from here on. Every
+# lean connection (client and server) imports this module.
+frame_repr.install()
+
 _OPEN = (ConnectionState.CLIENT_OPEN, ConnectionState.SERVER_OPEN)
 _SENDING = (StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE)
 _RECEIVING = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)

@@ -16,7 +16,6 @@ from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 
 from proxy.core.grpc_status import GRPC_CODE_NAMES
-from proxy.grpcwire import frame_repr
 from proxy.grpcwire.data_frames import send_data
 from proxy.grpcwire.handlers import RpcMethod
 from proxy.grpcwire.messages import encode_message, encode_status_message
@@ -27,8 +26,6 @@ UnknownMethod = Callable[[bytes, list[tuple[bytes, bytes]]], "tuple[str, str] | 
 
 _STATUS = {name: str(number).encode() for number, name in enumerate(GRPC_CODE_NAMES)}
 _RESPONSE_HEADERS = [(b":status", b"200"), (b"content-type", b"application/grpc")]
-
-frame_repr.install()  # h2 formats every frame it receives
 
 
 @dataclass(frozen=True, slots=True)
